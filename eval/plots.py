@@ -1,0 +1,111 @@
+"""The report's figures: confusion matrices, per-class recall beside the paper's, accuracy vs tokens.
+
+Rendered with matplotlib's Agg backend (no display on the training machines) into PNG bytes that
+are written atomically, so a report never embeds a half-written image. Each function returns the
+path it wrote, for report.md to embed by relative path.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    """Render `fig` to PNG and write it atomically (temp name in the same folder, then os.replace)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buf.getvalue())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def plot_confusion(confusion: Sequence[Sequence[int]], labels: Sequence[str], title: str,
+                   path: Path, invalid_by_gold: Sequence[int] | None = None) -> Path:
+    """Heatmap of counts, rows = gold, columns = prediction; an `[invalid]` column when any exist."""
+    mat = np.asarray(confusion, dtype=int)
+    cols = list(labels)
+    if invalid_by_gold is not None and any(invalid_by_gold):
+        mat = np.column_stack([mat, np.asarray(invalid_by_gold, dtype=int)])
+        cols.append("[invalid]")
+    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(cols), 1.0 + 0.7 * len(labels)), layout="constrained")
+    ax.imshow(mat, cmap="Blues")
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), list(labels))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    ax.set_title(title)
+    top = mat.max() if mat.size else 0
+    for (i, j), v in np.ndenumerate(mat):
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
+                color="white" if top and v > top / 2 else "black")
+    return _save(fig, path)
+
+
+def plot_recall(recalls: dict[str, dict[str, float]], labels: Sequence[str],
+                paper_recall: dict[str, dict[str, float]] | None, path: Path) -> Path:
+    """Grouped bars of per-class recall per model, with the paper's reported recalls as markers.
+
+    `recalls` = {model: {label: recall}}; `paper_recall` = {label: {model: recall}} (tasks/*.yml).
+    """
+    models = list(recalls)
+    x = np.arange(len(labels))
+    width = 0.8 / max(1, len(models))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(labels)), 4.0), layout="constrained")
+    for k, model in enumerate(models):
+        offs = x - 0.4 + width * (k + 0.5)
+        heights = [recalls[model].get(lab) for lab in labels]
+        heights = [np.nan if h is None else h for h in heights]  # a class absent from the test set
+        ax.bar(offs, heights, width, label=f"{model} (this run)")
+        paper = [(paper_recall or {}).get(lab, {}).get(model) for lab in labels]
+        pts = [(o, v) for o, v in zip(offs, paper) if v is not None]
+        if pts:  # the paper's value over this run's bar, same colour, black edge
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker="D", s=45, color=f"C{k}",
+                       edgecolors="black", linewidths=1.2, zorder=3, label=f"{model} (paper)")
+    ax.set_xticks(x, list(labels))
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("recall")
+    ax.set_title("Per-class recall (diamonds: paper's reported values)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_accuracy_vs_tokens(points: dict[str, list[tuple[float, float]]],
+                            references: dict[str, float], path: Path) -> Path:
+    """Accuracy against mean output tokens per example, one point per model and run.
+
+    `points` = {model: [(mean_output_tokens, accuracy), ...]} for generating models; `references` =
+    {name: accuracy} for the CPU baselines, which emit no tokens and are drawn as horizontal lines.
+    """
+    fig, ax = plt.subplots(figsize=(6.0, 4.0), layout="constrained")
+    for model, pts in points.items():
+        pts = [(t, a) for t, a in pts if t is not None and a is not None]
+        if pts:
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=model, s=40)
+    for k, (name, acc) in enumerate(references.items()):
+        if acc is not None:
+            ax.axhline(acc, linestyle="--", linewidth=1, color=f"C{k + 5}", label=f"{name} (CPU, 0 tokens)")
+    ax.set_xlabel("mean output tokens per example")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.05)
+    ax.set_xlim(left=0)
+    ax.set_title("Accuracy vs generated tokens")
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -1,0 +1,247 @@
+"""Tables (pandas DataFrames, also saved as CSV) and the markdown report built from metrics.json.
+
+Everything here is a view of the metrics dict, so report.md, tables/*.csv and metrics.json can
+never disagree. CSVs keep full precision; the markdown rounds for reading. Significant results are
+marked with SIG so a reviewer can find them at a glance.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SIG = "✱"
+GEN = ("baseline", "reasoning")
+
+
+def _num(v: Any, digits: int = 3) -> str:
+    """Human formatting: floats rounded, tiny p-values in scientific notation, None as an em dash."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if isinstance(v, bool):
+        return SIG if v else ""
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if v != 0 and abs(v) < 10 ** -digits:
+            return f"{v:.2e}"
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """Markdown table of `df` with numbers formatted for reading (needs the `tabulate` package)."""
+    if df.empty:
+        return "_(none)_"
+    shown = df.astype(object).map(_num) if hasattr(df, "map") else df.astype(object).applymap(_num)
+    return shown.to_markdown(index=False, disable_numparse=True)
+
+
+def _pc(metrics: dict) -> dict | None:
+    return metrics["comparisons"][0] if metrics.get("comparisons") else None
+
+
+def build_tables(metrics: dict) -> dict[str, pd.DataFrame]:
+    """Every table of the report, keyed by CSV name (tables/<name>.csv)."""
+    labels = metrics["labels"]
+    models = metrics["models"]
+    t: dict[str, pd.DataFrame] = {}
+    t["models"] = pd.DataFrame([
+        {"model": n, "kind": m["kind"], "n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+         "invalid": m["invalid"]} for n, m in models.items()])
+    t["per_class"] = pd.DataFrame([
+        {"model": n, "class": lab, **m["per_class"][lab]} for n, m in models.items() for lab in labels])
+    for n, m in models.items():
+        rows = []
+        for lab, row, inv in zip(labels, m["confusion"], m["invalid_by_gold"]):
+            rows.append({"gold": lab, **dict(zip(labels, row)), "[invalid]": inv})
+        t[f"confusion_{n}"] = pd.DataFrame(rows)
+    t["reference_baselines"] = pd.DataFrame([
+        {"model": n, "n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+         "train_seconds": m.get("train_seconds"), "seconds_per_example": m["seconds_per_example"]}
+        for n, m in models.items() if m["kind"] == "reference"])
+    t["latency"] = pd.DataFrame([
+        {"model": n, "mean_output_tokens": m["mean_output_tokens"], "seconds_per_example": m["seconds_per_example"],
+         "accuracy": m["accuracy"], "accuracy_per_second": m["accuracy_per_second"]} for n, m in models.items()])
+    c = _pc(metrics)
+    if c:
+        t["comparison"] = pd.DataFrame([{
+            "a": c["a"], "b": c["b"], "n": c["n"], "b01": c["b01"], "b10": c["b10"], "method": c["method"],
+            "statistic": c["statistic"], "pvalue": c["pvalue"], "significant": c["significant"],
+            "acc_a": c["acc_a"], "acc_b": c["acc_b"], "acc_diff": c["acc_diff"],
+            "ci95_lo": c["ci95"][0], "ci95_hi": c["ci95"][1]}])
+        t["per_class_mcnemar"] = pd.DataFrame([
+            {"class": lab, "n": p["n"], f"recall_{c['a']}": p["recall_a"], f"recall_{c['b']}": p["recall_b"],
+             "b01": p["b01"], "b10": p["b10"], "method": p["method"], "pvalue": p["pvalue"],
+             "pvalue_holm": p["pvalue_holm"], "significant": p["significant"]}
+            for lab, p in c["per_class"].items()])
+    t["paper_side_by_side"] = _side_by_side(metrics)
+    t["paper_vs_run"] = pd.DataFrame(metrics.get("paper_comparison") or [],
+                                     columns=["metric", "class", "model", "paper", "this_run", "diff", "k", "n",
+                                              "pvalue", "significant"])
+    if "aggregate" in metrics:
+        t["aggregate"] = _aggregate_table(metrics["aggregate"], labels)
+        t["per_run"] = _per_run_table(metrics["per_run"])
+    return t
+
+
+def _side_by_side(metrics: dict) -> pd.DataFrame:
+    """The paper's table next to this run's: accuracy and per-class recall, baseline -> reasoning.
+
+    `p_change` is McNemar on the baseline-vs-reasoning change (Holm-adjusted for the classes);
+    `significant` marks changes significant at alpha in this run.
+    """
+    labels, models = metrics["labels"], metrics["models"]
+    ref = metrics.get("paper_reference") or {}
+    c = _pc(metrics)
+
+    def val(model: str, lab: str | None):
+        m = models.get(model)
+        if m is None:
+            return None
+        return m["accuracy"] if lab is None else m["per_class"][lab]["recall"]
+
+    rows = []
+    for lab in [None] + list(labels):
+        paper = (ref.get("accuracy") or {}) if lab is None else ((ref.get("recall") or {}).get(lab) or {})
+        pb, pr = paper.get("baseline"), paper.get("reasoning")
+        tb, tr = val("baseline", lab), val("reasoning", lab)
+        if c is None:
+            p, sig = None, None
+        elif lab is None:
+            p, sig = c["pvalue"], c["significant"]
+        else:
+            p, sig = c["per_class"][lab]["pvalue_holm"], c["per_class"][lab]["significant"]
+        rows.append({"row": "accuracy (all)" if lab is None else f"recall {lab}",
+                     "paper_baseline": pb, "this_baseline": tb, "paper_reasoning": pr, "this_reasoning": tr,
+                     "paper_change": (pr - pb) if pb is not None and pr is not None else None,
+                     "this_change": (tr - tb) if tb is not None and tr is not None else None,
+                     "p_change": p, "significant": sig})
+    return pd.DataFrame(rows)
+
+
+def _aggregate_table(agg: dict, labels: list[str]) -> pd.DataFrame:
+    rows = []
+    for name, entry in agg.items():
+        if name == "comparison":
+            rows.append({"model": f"{entry['b']} - {entry['a']}", "metric": "acc_diff", **entry["acc_diff"]})
+            continue
+        for metric in ("accuracy", "macro_f1", "invalid", "mean_output_tokens", "seconds_per_example"):
+            rows.append({"model": name, "metric": metric, **entry[metric]})
+        for lab in labels:
+            rows.append({"model": name, "metric": f"recall {lab}", **entry["per_class"][lab]["recall"]})
+    return pd.DataFrame(rows, columns=["model", "metric", "mean", "std", "min", "max", "n_runs"])
+
+
+def _per_run_table(per_run: list[dict]) -> pd.DataFrame:
+    rows = []
+    for r in per_run:
+        c = r["comparisons"][0] if r["comparisons"] else {}
+        row = {"run": r["run"]}
+        for n, m in r["models"].items():
+            row[f"acc_{n}"] = m["accuracy"]
+        row.update({"acc_diff": c.get("acc_diff"), "ci95_lo": (c.get("ci95") or [None, None])[0],
+                    "ci95_hi": (c.get("ci95") or [None, None])[1], "pvalue": c.get("pvalue"),
+                    "method": c.get("method"), "significant": c.get("significant")})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _summary(metrics: dict) -> list[str]:
+    """A few plain sentences: the headline result, its uncertainty, and the cheap baselines."""
+    models, lines = metrics["models"], []
+    ref = metrics.get("paper_reference") or {}
+    if metrics.get("n_runs", 1) > 1:
+        lines.append(f"- Pooled over {metrics['n_runs']} runs: n counts (example, run) pairs; see *Across runs* "
+                     f"for the mean and spread and each run's own test.")
+    for n in GEN:
+        if n in models:
+            paper = (ref.get("accuracy") or {}).get(n)
+            extra = f" (paper: {_num(paper)})" if paper is not None else ""
+            lines.append(f"- **{n}** accuracy {_num(models[n]['accuracy'])}{extra}, macro-F1 "
+                         f"{_num(models[n]['macro_f1'])}, {models[n]['invalid']} invalid outputs of {models[n]['n']}.")
+    c = _pc(metrics)
+    if c:
+        verdict = "significant" if c["significant"] else "not significant"
+        lines.append(f"- reasoning − baseline accuracy: {_num(c['acc_diff'])} (95% bootstrap CI "
+                     f"[{_num(c['ci95'][0])}, {_num(c['ci95'][1])}]); McNemar ({c['method']}) "
+                     f"b01={c['b01']}, b10={c['b10']}, p={_num(c['pvalue'])}: **{verdict}** at α={metrics['alpha']}.")
+    else:
+        lines.append("- No baseline-vs-reasoning comparison: it needs both prediction files with shared ids.")
+    for n in ("majority", "tfidf_logreg"):
+        if n in models:
+            lines.append(f"- reference **{n}**: accuracy {_num(models[n]['accuracy'])}, "
+                         f"macro-F1 {_num(models[n]['macro_f1'])} on the same test examples (n={models[n]['n']}).")
+    if metrics.get("aggregate", {}).get("comparison"):
+        a = metrics["aggregate"]["comparison"]
+        d = a["acc_diff"]
+        lines.append(f"- across {a['n_runs']} runs: accuracy difference mean {_num(d['mean'])} ± {_num(d['std'])} "
+                     f"(min {_num(d['min'])}, max {_num(d['max'])}); significant in {a['n_significant']} of "
+                     f"{a['n_runs']} runs ({a['n_b_better_significant']} in reasoning's favour).")
+    return lines
+
+
+def render_report(metrics: dict, tables: dict[str, pd.DataFrame], plots: dict[str, str]) -> str:
+    """report.md: summary, every table, and the plots embedded by path relative to report.md."""
+    labels = metrics["labels"]
+    out = ["# Evaluation report", "",
+           "Baseline (text → label) vs reasoning (text → reasoning + label), Two-Stage Reasoning-Infused "
+           "Learning (arXiv 2507.00214). Invalid outputs (no valid label) count as wrong.", "",
+           "## Runs", ""]
+    out += [f"- `{r}`" for r in metrics["runs"]]
+    if metrics.get("notes"):
+        out += ["", "Notes:", ""] + [f"- {n}" for n in metrics["notes"]]
+    out += ["", "## Summary", ""] + _summary(metrics)
+    out += ["", "## Model metrics", "", to_markdown(tables["models"])]
+    out += ["", "## Per-class metrics", "", to_markdown(tables["per_class"])]
+    out += ["", "## Reference baselines", "",
+            "Trained and scored on this run's own train/test split on CPU: the majority class and "
+            "TF-IDF (unigram, sublinear tf) + logistic regression (C=10).", "",
+            to_markdown(tables["reference_baselines"])]
+    out += ["", "## Baseline vs reasoning (McNemar)", ""]
+    if "comparison" in tables:
+        out += [f"b01 = baseline right & reasoning wrong, b10 = baseline wrong & reasoning right. Exact binomial "
+                f"test when b01 + b10 < 25, otherwise chi-square with continuity correction. acc_diff = "
+                f"reasoning − baseline with a paired bootstrap 95% CI "
+                f"({metrics['bootstrap']['n_boot']} resamples, seed {metrics['bootstrap']['seed']}). "
+                f"{SIG} = significant at α={metrics['alpha']}.", "", to_markdown(tables["comparison"]),
+                "", "### Per-class McNemar (Holm-adjusted)", "",
+                "Each class: McNemar on the test examples of that gold class; p-values Holm-adjusted "
+                f"over the {len(labels)} classes; {SIG} = significant after adjustment.", "",
+                to_markdown(tables["per_class_mcnemar"])]
+    else:
+        out += ["_Not available: needs both predictions/baseline.jsonl and predictions/reasoning.jsonl._"]
+    out += ["", "## Paper vs this run", "",
+            "The paper's reported numbers beside this run's (— = not reported / not available). "
+            f"`p_change` tests this run's baseline → reasoning change (McNemar; Holm-adjusted for classes); "
+            f"{SIG} marks a significant change in this run.", "", to_markdown(tables["paper_side_by_side"]),
+            "", "Does this run differ from the paper's number? Two-sided exact binomial test of this run's "
+            f"k/n against the paper's rate; {SIG} = differs significantly.", "",
+            to_markdown(tables["paper_vs_run"])]
+    out += ["", "## Latency and benefit", "",
+            "Output tokens and seconds of generation per example (reference baselines: CPU prediction "
+            "time, no tokens); accuracy per second = accuracy / seconds per example.", "",
+            to_markdown(tables["latency"])]
+    if "aggregate" in tables:
+        out += ["", "## Across runs", "",
+                "Mean and spread over runs (std with ddof=1).", "", to_markdown(tables["aggregate"]),
+                "", "### Per run", "", to_markdown(tables["per_run"])]
+    out += ["", "## Confusion matrices", ""]
+    for name in metrics["models"]:
+        out += [f"### {name}", "", "Rows gold, columns predicted.", "", to_markdown(tables[f"confusion_{name}"]), ""]
+        if f"confusion_{name}" in plots:
+            out += [f"![confusion {name}]({plots[f'confusion_{name}']})", ""]
+    out += ["## Plots", ""]
+    if "recall_per_class" in plots:
+        out += ["Per-class recall of both models, the paper's values as diamonds:", "",
+                f"![per-class recall]({plots['recall_per_class']})", ""]
+    if "accuracy_vs_tokens" in plots:
+        out += ["Accuracy vs generated tokens per example:", "",
+                f"![accuracy vs tokens]({plots['accuracy_vs_tokens']})", ""]
+    return "\n".join(out).rstrip() + "\n"

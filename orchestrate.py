@@ -1,0 +1,86 @@
+#!/usr/bin/env python
+"""One CLI over the pipeline's stages (see pipeline/stages.py):
+
+    python orchestrate.py all --profile tiny --run-dir runs/tiny
+    python orchestrate.py generate --profile paper --shard 0/4
+
+Every stage reads its inputs from the run directory and writes its outputs there;
+`all` runs them in order and skips those already up to date (see the manifest).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+STAGE_HELP = {
+    "prepare": "load the task splits and the reasoning set, render prompts, write Axolotl JSONL",
+    "train-stage1": "train the reasoning generator with Axolotl (question, answer -> reasoning)",
+    "generate": "the stage-1 model writes a reasoning for every training example",
+    "build-stage2": "clean reasonings; write the stage-2 and baseline training sets",
+    "train-stage2": "train a fresh model on text -> reasoning + label",
+    "train-baseline": "train a fresh model on text -> label",
+    "predict": "greedy decoding of both models on the test split",
+    "evaluate": "metrics, McNemar, reference baselines, report.md",
+    "all": "every stage in order, skipping those already up to date",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orchestrate.py", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--profile", default="paper", help="profiles/<name>.yml: paper (default) or tiny")
+    common.add_argument("--run-dir", help="run directory (default: runs/<profile>)")
+    common.add_argument("--task", default="emotion", help="tasks/<name>.yml (default: emotion)")
+    common.add_argument("--data-dir", help="folder with the task's text files, e.g. ../shared/data/emotion")
+    common.add_argument("--backend", choices=["auto", "vllm", "transformers"],
+                        help="generation backend (default: the profile's, auto)")
+    common.add_argument("--gpus", type=int, help="GPUs for training (Axolotl's accelerate launcher when > 1)")
+    common.add_argument("--force", action="store_true", help="rerun the stage(s) even if up to date")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
+    for name, text in STAGE_HELP.items():
+        p = sub.add_parser(name, parents=[common], help=text, description=text)
+        if name == "generate":
+            p.add_argument("--shard", help="i/N: generate only this machine's share (merge by rerunning without)")
+        if name == "all":
+            p.add_argument("--from", dest="from_stage", help="rerun from this stage on")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from pipeline.config import RunContext, TaskSpec, load_profile
+    from pipeline.io import DataError
+    from pipeline.manifest import RunLock
+    from pipeline.procs import StageFailed
+    from pipeline.run import ORDER, run_stages
+    from pipeline.stages import generate
+
+    try:
+        profile = load_profile(args.profile)
+        ctx = RunContext(profile, TaskSpec.load(args.task), args.run_dir or f"runs/{profile['name']}",
+                         data_dir=args.data_dir, backend=args.backend, gpus=args.gpus)
+        if args.command == "generate" and args.shard:
+            with RunLock(ctx.run_dir):
+                generate(ctx, shard=args.shard)
+            return 0
+        if args.command == "all":
+            names = ORDER
+            if args.from_stage and args.from_stage not in ORDER:
+                raise DataError(f"--from {args.from_stage!r}: choose one of {', '.join(ORDER)}")
+            force = set(ORDER if args.force else ORDER[ORDER.index(args.from_stage):] if args.from_stage else [])
+        else:
+            names = [args.command]
+            force = set(names) if args.force else set()
+        run_stages(ctx, names, force)
+    except (DataError, StageFailed) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished work is kept; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The two-stage reasoning pipeline: one module per concern, one function per stage."""

@@ -1,0 +1,162 @@
+"""Profiles, task specs and the run context: configuration is data, read from YAML.
+
+A profile (profiles/*.yml) may `inherit:` another and is deep-merged over it; a task
+spec (tasks/*.yml) says what the data is. `RunContext` names every path of a run
+directory, so stages never build paths by hand.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.io import DataError
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILES_DIR = ROOT / "profiles"
+TASKS_DIR = ROOT / "tasks"
+PROMPTS_DIR = ROOT / "prompts"
+AXOLOTL_CONFIGS_DIR = ROOT / "axolotl_configs"
+
+TRAINED_MODELS = ("stage1", "stage2", "baseline")
+PREDICTED_MODELS = ("baseline", "reasoning")
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """`over` wins; nested dicts merge key by key; a None value in `over` is kept (it unsets)."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _load_yaml(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except yaml.YAMLError as e:
+        raise DataError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def load_profile(name_or_path: str) -> dict:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROFILES_DIR / f"{name_or_path}.yml"
+    if not path.exists():
+        known = sorted(p.stem for p in PROFILES_DIR.glob("*.yml"))
+        raise DataError(f"profile {name_or_path!r} not found; known profiles: {', '.join(known)}")
+    data = _load_yaml(path)
+    parent = data.pop("inherit", None)
+    profile = deep_merge(load_profile(parent), data) if parent else data
+    profile["name"] = path.stem
+    return profile
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    labels: list[str]
+    question_template: str
+    answer_prefix: str
+    hub: dict = field(default_factory=dict)
+    text_files: dict = field(default_factory=dict)
+    paper_reference: dict | None = None
+    path: Path | None = None
+
+    @classmethod
+    def load(cls, name_or_path: str) -> "TaskSpec":
+        path = Path(name_or_path)
+        if not path.suffix:
+            path = TASKS_DIR / f"{name_or_path}.yml"
+        data = _load_yaml(path)
+        known = {f for f in cls.__dataclass_fields__ if f != "path"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise DataError(f"{path}: unknown field(s) {unknown}; known fields: {sorted(known)}")
+        missing = sorted(f for f in ("name", "labels", "question_template", "answer_prefix") if f not in data)
+        if missing:
+            raise DataError(f"{path}: missing field(s) {missing}")
+        labels = data["labels"]
+        if not (isinstance(labels, list) and len(labels) >= 2 and all(isinstance(x, str) and x.strip() for x in labels)):
+            raise DataError(f"{path}: field 'labels' must be a list of at least two non-empty strings")
+        if len(set(labels)) != len(labels):
+            raise DataError(f"{path}: field 'labels' has duplicates: {labels}")
+        if not (PROMPTS_DIR / data["question_template"]).exists():
+            raise DataError(f"{path}: field 'question_template': {data['question_template']} is not in {PROMPTS_DIR}")
+        return cls(**data, path=path)
+
+
+@dataclass
+class RunContext:
+    """Everything a stage needs: the merged profile, the task spec and the run directory."""
+
+    profile: dict
+    task: TaskSpec
+    run_dir: Path
+    data_dir: Path | None = None
+    backend: str | None = None          # CLI override of profile.generation.backend
+    gpus: int | None = None             # CLI override of profile.train.gpus
+
+    def __post_init__(self):
+        self.run_dir = Path(self.run_dir).resolve()
+        if self.data_dir is not None:
+            self.data_dir = Path(self.data_dir).resolve()
+
+    # --- paths of the run directory (the stages' declared inputs and outputs) ---
+    @property
+    def data(self) -> Path:
+        return self.run_dir / "data"
+
+    def task_split(self, split: str) -> Path:
+        return self.data / "task" / f"{split}.jsonl"
+
+    def train_set(self, which: str) -> Path:
+        """Axolotl `messages` JSONL for stage1 / stage2 / baseline."""
+        return self.data / f"{which}.jsonl"
+
+    def model_dir(self, which: str) -> Path:
+        return self.run_dir / "models" / which
+
+    @property
+    def base_model_dir(self) -> Path:
+        return self.run_dir / "models" / "tiny-base"
+
+    def axolotl_config(self, which: str) -> Path:
+        return self.run_dir / "configs" / f"{which}.yml"
+
+    def log(self, name: str) -> Path:
+        return self.run_dir / "logs" / f"{name}.log"
+
+    @property
+    def generations(self) -> Path:
+        return self.run_dir / "generations"
+
+    def predictions(self, model: str) -> Path:
+        return self.run_dir / "predictions" / f"{model}.jsonl"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.run_dir / "manifest.json"
+
+    @property
+    def base_model(self) -> str:
+        """The base model every training run starts from (the tiny one is built in prepare)."""
+        return str(self.base_model_dir) if self.profile["base_model"] == "tiny" else self.profile["base_model"]
+
+    @property
+    def generation(self) -> dict:
+        gen = dict(self.profile["generation"])
+        if self.backend:
+            gen["backend"] = self.backend
+        return gen

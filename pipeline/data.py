@@ -1,0 +1,154 @@
+"""Load the task's splits and the stage-1 reasoning set from any supported source.
+
+Sources: a Hugging Face hub id (via `datasets`), a local .jsonl/.csv/.parquet file,
+the `text;label` files of a --data-dir (e.g. ../shared/data/emotion), or the tiny
+profile's synthetic generator. Every row comes out as plain dicts with stable ids;
+bad rows raise DataError naming file, line and field.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from pipeline.config import RunContext, TaskSpec
+from pipeline.io import DataError, read_jsonl
+
+TABLE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+def read_text_label_file(path: Path, labels: Sequence[str]) -> list[dict]:
+    """`text;label` lines, split on the LAST semicolon; blank lines are skipped."""
+    rows = []
+    known = set(labels)
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                continue
+            text, sep, label = line.rpartition(";")
+            if not sep:
+                raise DataError(f"{path}:{lineno}: no ';' separating text and label (expected 'text;label')")
+            text, label = text.strip(), label.strip()
+            if not text:
+                raise DataError(f"{path}:{lineno}: field 'text' is empty")
+            if label not in known:
+                raise DataError(f"{path}:{lineno}: field 'label' is {label!r}, not one of {list(labels)}")
+            rows.append({"text": text, "label": label, "_line": lineno})
+    return rows
+
+
+def read_table(path: Path) -> list[dict]:
+    """A local table as a list of dicts (JSONL line numbers kept for error messages)."""
+    path = Path(path)
+    if path.suffix in (".jsonl", ".json"):
+        rows = read_jsonl(path)
+        for i, row in enumerate(rows, 1):
+            row.setdefault("_line", i)
+        return rows
+    import pandas as pd
+
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False) if path.suffix == ".csv" else pd.read_parquet(path)
+    rows = frame.to_dict("records")
+    first = 2 if path.suffix == ".csv" else 1  # CSV: line 1 is the header
+    for i, row in enumerate(rows):
+        row["_line"] = i + first
+    return rows
+
+
+def read_hub(path: str, split: str, name: str | None = None) -> list[dict]:
+    from datasets import load_dataset
+
+    return [dict(r) for r in load_dataset(path, name, split=split)]
+
+
+def map_columns(rows: list[dict], columns: dict[str, str], source: str) -> list[dict]:
+    """Rename source columns to our names; a missing one lists the columns the data has."""
+    if not rows:
+        raise DataError(f"{source}: no rows")
+    have = [c for c in rows[0] if c != "_line"]
+    missing = [src for src in columns.values() if src not in rows[0]]
+    if missing:
+        raise DataError(f"{source}: column(s) {missing} not found; the data has columns {have}. "
+                        f"Map them in the profile (reasoning_set.columns).")
+    out = []
+    for row in rows:
+        new = {ours: row[src] for ours, src in columns.items()}
+        new["_line"] = row.get("_line")
+        out.append(new)
+    return out
+
+
+def _is_local(source: str) -> bool:
+    return Path(source).suffix in TABLE_SUFFIXES
+
+
+def load_reasoning_set(ctx: RunContext) -> list[dict]:
+    """Rows {id, question, answer, reasoning} for stage 1."""
+    spec = ctx.profile["reasoning_set"]
+    source = spec["source"]
+    if source == "synthetic":
+        from pipeline.synthetic import make_reasoning_set
+
+        rows = make_reasoning_set(spec["n"], seed=ctx.profile.get("seed", 0))
+    else:
+        raw = read_table(Path(source)) if _is_local(source) else read_hub(source, spec.get("split", "train"))
+        rows = map_columns(raw, spec["columns"], source)
+        for row in rows:
+            for field in ("question", "answer", "reasoning"):
+                if not isinstance(row[field], str) or not row[field].strip():
+                    where = f"{source}:{row['_line']}" if row.get("_line") else source
+                    raise DataError(f"{where}: field {spec['columns'][field]!r} ({field}) is empty or not text")
+    if spec.get("limit"):
+        rows = rows[: spec["limit"]]
+    return [{"id": f"rs-{i:06d}", **{k: v for k, v in r.items() if k != "_line"}} for i, r in enumerate(rows)]
+
+
+def _normalise_label(value, task: TaskSpec, where: str) -> str:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, (int,)) and not isinstance(value, bool) and 0 <= value < len(task.labels):
+        return task.labels[value]
+    if isinstance(value, str) and value.strip() in task.labels:
+        return value.strip()
+    raise DataError(f"{where}: field 'label' is {value!r}, not one of {task.labels} (or their indices)")
+
+
+def load_task_splits(ctx: RunContext) -> dict[str, list[dict]]:
+    """{'train': [...], 'test': [...]} with rows {id, text, label}; ids are `<split>-<n>`."""
+    task, spec = ctx.task, ctx.profile["task_data"]
+    splits: dict[str, list[dict]] = {}
+    if ctx.data_dir is not None:
+        for split, fname in task.text_files.items():
+            path = ctx.data_dir / fname
+            if not path.exists():
+                raise DataError(f"{path}: missing (task {task.name!r} expects {fname} in --data-dir)")
+            splits[split] = read_text_label_file(path, task.labels)
+        limits = {"train": spec.get("limit_train"), "test": spec.get("limit_test")}
+    elif spec["source"] == "synthetic":
+        from pipeline.synthetic import make_emotion_split
+
+        train, test = make_emotion_split(spec["n_train"], spec["n_test"], task.labels, seed=ctx.profile.get("seed", 0))
+        splits = {"train": train, "test": test}
+        limits = {}
+    elif spec["source"] == "hub":
+        hub = task.hub
+        splits = {}
+        for split, hub_split in hub["splits"].items():
+            rows = read_hub(hub["path"], hub_split, hub.get("name"))
+            splits[split] = [{"text": r[hub["text_field"]], "label": r[hub["label_field"]]} for r in rows]
+        limits = {"train": spec.get("limit_train"), "test": spec.get("limit_test")}
+    else:
+        raise DataError(f"profile task_data.source {spec['source']!r}: use 'hub', 'synthetic' or --data-dir")
+    out = {}
+    for split, rows in splits.items():
+        if limits.get(split):
+            rows = rows[: limits[split]]
+        clean = []
+        for i, row in enumerate(rows):
+            where = f"{split} split, row {i + 1}" if row.get("_line") is None else f"{ctx.data_dir / task.text_files[split]}:{row['_line']}"
+            text = row["text"]
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(f"{where}: field 'text' is empty")
+            clean.append({"id": f"{split}-{i:05d}", "text": text.strip(), "label": _normalise_label(row["label"], task, where)})
+        out[split] = clean
+    return out

@@ -1,0 +1,245 @@
+"""The pipeline, one function per stage: prepare -> train-stage1 -> generate ->
+build-stage2 -> train-stage2, train-baseline -> predict -> evaluate.
+
+Each stage reads its declared inputs from the run directory, writes its declared
+outputs atomically and returns a small dict for the manifest. `STAGES` lists them
+with their dependencies, the configuration that fingerprints them, and outputs.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from pipeline import prompts
+from pipeline.config import AXOLOTL_CONFIGS_DIR, RunContext
+from pipeline.data import load_reasoning_set, load_task_splits
+from pipeline.generation.launch import resolve_backend, run_generation
+from pipeline.generation.shards import ShardStore
+from pipeline.io import DataError, atomic_write_json, atomic_write_jsonl, read_json, read_jsonl
+from pipeline.train import run_training
+
+
+# ---------------------------------------------------------------- prepare
+def prepare(ctx: RunContext) -> dict:
+    """Task splits -> data/task/{train,test}.jsonl; reasoning set -> data/stage1.jsonl;
+    the tiny base model when the profile asks for one."""
+    info = {}
+    if ctx.profile["base_model"] == "tiny":
+        from pipeline.synthetic import tokenizer_corpus
+        from pipeline.tiny_model import build_tiny_model
+
+        build_tiny_model(ctx.base_model_dir, tokenizer_corpus(ctx.task.labels), **ctx.profile["tiny_model"])
+        info["base_model"] = str(ctx.base_model_dir)
+    splits = load_task_splits(ctx)
+    for split, rows in splits.items():
+        atomic_write_jsonl(ctx.task_split(split), rows)
+        info[f"task_{split}"] = len(rows)
+    rs = load_reasoning_set(ctx)
+    atomic_write_jsonl(ctx.train_set("stage1"), (
+        {"id": r["id"], "messages": prompts.stage1_messages(r["question"], r["answer"], r["reasoning"])} for r in rs))
+    info["stage1_rows"] = len(rs)
+    return info
+
+
+# ---------------------------------------------------------------- training
+def train_stage1(ctx: RunContext) -> dict:
+    return run_training(ctx, "stage1")
+
+
+def train_stage2(ctx: RunContext) -> dict:
+    return run_training(ctx, "stage2")
+
+
+def train_baseline(ctx: RunContext) -> dict:
+    return run_training(ctx, "baseline")
+
+
+# ---------------------------------------------------------------- generate
+def _request_seed(base: int, attempt: int, index: int) -> int:
+    return random.Random(f"{base}:{attempt}:{index}").randrange(2**31)
+
+
+def _generation_job(ctx: RunContext, model: Path, requests: Path, out_dir: Path, sampling: dict,
+                    guided_regex: str | None = None, shard: str | None = None, seed: int | None = None) -> dict:
+    gen = ctx.generation
+    engine = {k: gen[k] for k in ("dtype", "max_model_len", "tensor_parallel_size", "data_parallel_size",
+                                  "gpu_memory_utilization", "enable_prefix_caching", "enforce_eager", "batch_size") if k in gen}
+    return {"model": str(model), "chat_template": prompts.chat_template(), "requests": str(requests),
+            "out_dir": str(out_dir), "shard": shard, "chunk_size": gen["chunk_size"], "sampling": sampling,
+            "engine": engine, "seed": gen["seed"] if seed is None else seed, "guided_regex": guided_regex}
+
+
+def _run_job(ctx: RunContext, job: dict, work: Path, log_name: str) -> dict:
+    backend = resolve_backend(ctx.generation["backend"])
+    stats = run_generation(job, backend, work, ctx.log(log_name), ctx.profile["offline"],
+                           worker_env=ctx.generation.get("worker_env"))
+    return {"backend": backend, **stats}
+
+
+def generate(ctx: RunContext, shard: str | None = None) -> dict:
+    """The stage-1 model writes one reasoning per training example (text + gold label).
+
+    Round 0 asks for every id; reasonings that fail quality control are asked again
+    with a new seed, up to `max_retries` rounds; the rest are dropped and counted.
+    Every round's raw outputs stay in shards, so a rerun replays QC and resumes.
+    """
+    from postprocess.reasoning import ReasoningQC
+
+    gen, task = ctx.generation, ctx.task
+    train = read_jsonl(ctx.task_split("train"))
+    gold = {r["id"]: r["label"] for r in train}
+    qc = ReasoningQC(task.labels, task.answer_prefix, **ctx.profile["qc"])
+    sampling = {k: gen[k] for k in ("temperature", "top_p", "max_tokens")}
+    todo, kept, rounds = [r for r in train], {}, []
+    for attempt in range(1 + gen["max_retries"]):
+        if not todo:
+            break
+        work = ctx.generations / f"attempt-{attempt}"
+        requests = [{"id": r["id"], "messages": prompts.generation_messages(task, r["text"], r["label"]),
+                     "seed": _request_seed(gen["seed"], attempt, i) if gen["per_request_seed"] else None}
+                    for i, r in enumerate(todo)]
+        atomic_write_jsonl(work / "requests.jsonl", requests)
+        job = _generation_job(ctx, ctx.model_dir("stage1"), work / "requests.jsonl", work / "shards", sampling,
+                              shard=shard, seed=gen["seed"] + attempt)
+        rounds.append(_run_job(ctx, job, work, "generate"))
+        results, missing = ShardStore(work / "shards").merged([r["id"] for r in requests])
+        if shard:
+            continue  # one machine's share: QC and merge happen in the unsharded run
+        if missing:
+            raise DataError(f"{work / 'shards'}: {len(missing)} ids missing after generation, e.g. {missing[:5]}")
+        for res in results:
+            cleaned = qc.accept(res["id"], gold[res["id"]], res["output"])
+            if cleaned is not None:
+                kept[res["id"]] = {**res, "reasoning": cleaned, "attempt": attempt}
+        todo = [r for r in todo if r["id"] not in kept]
+    if shard:
+        return {"shard": shard, "rounds": rounds}
+    for r in todo:
+        qc.drop(r["id"])
+    rows = [{"id": r["id"], "text": r["text"], "label": r["label"], "reasoning": kept[r["id"]]["reasoning"],
+             "raw": kept[r["id"]]["output"], "attempt": kept[r["id"]]["attempt"],
+             "backend": kept[r["id"]]["backend"], "backend_version": kept[r["id"]]["backend_version"]}
+            for r in train if r["id"] in kept]
+    atomic_write_jsonl(ctx.generations / "reasonings.jsonl", rows)
+    stats = {"prompts": sum(r["requests"] for r in rounds), "output_tokens": sum(r["output_tokens"] for r in rounds),
+             "wall_seconds": sum(r["seconds"] for r in rounds), "rounds": rounds,
+             "backend": rounds[0]["backend"] if rounds else None, "kept": len(rows), "dropped": len(todo),
+             "qc": qc.stats.to_dict()}
+    stats["output_tokens_per_s"] = stats["output_tokens"] / stats["wall_seconds"] if stats["wall_seconds"] else None
+    atomic_write_json(ctx.generations / "generation_stats.json", stats)
+    print(f"generate: {len(rows)}/{len(train)} reasonings kept, {len(todo)} dropped, "
+          f"{stats['output_tokens']} tokens in {stats['wall_seconds']:.1f}s "
+          f"({stats['output_tokens_per_s'] or 0:.0f} tok/s, backend {stats['backend']})")
+    return {k: v for k, v in stats.items() if k != "qc"}
+
+
+# ---------------------------------------------------------------- build-stage2
+def build_stage2(ctx: RunContext) -> dict:
+    """Reasonings -> data/stage2.jsonl (text -> reasoning + label); train split -> data/baseline.jsonl."""
+    task = ctx.task
+    reasonings = read_jsonl(ctx.generations / "reasonings.jsonl")
+    atomic_write_jsonl(ctx.train_set("stage2"), (
+        {"id": r["id"], "messages": prompts.classify_messages(task, r["text"], prompts.stage2_answer(r["reasoning"], r["label"]))}
+        for r in reasonings))
+    train = read_jsonl(ctx.task_split("train"))
+    atomic_write_jsonl(ctx.train_set("baseline"), (
+        {"id": r["id"], "messages": prompts.classify_messages(task, r["text"], prompts.baseline_answer(r["label"]))}
+        for r in train))
+    return {"stage2_rows": len(reasonings), "baseline_rows": len(train)}
+
+
+# ---------------------------------------------------------------- predict
+MODEL_DIRS = {"baseline": "baseline", "reasoning": "stage2"}
+
+
+def predict(ctx: RunContext) -> dict:
+    """Greedy decoding of both trained models on the test split; labels parsed, never crash."""
+    from postprocess.labels import parse_label
+
+    task, test = ctx.task, read_jsonl(ctx.task_split("test"))
+    info = {}
+    for name, model_dir in MODEL_DIRS.items():
+        work = ctx.run_dir / "predictions" / f".work-{name}"
+        requests = [{"id": r["id"], "messages": prompts.classify_messages(task, r["text"])} for r in test]
+        atomic_write_jsonl(work / "requests.jsonl", requests)
+        sampling = {"temperature": 0.0, "top_p": 1.0, "max_tokens": ctx.profile["predict"]["max_tokens"][name]}
+        job = _generation_job(ctx, ctx.model_dir(model_dir), work / "requests.jsonl", work / "shards", sampling)
+        stats = _run_job(ctx, job, work, f"predict-{name}")
+        results, missing = ShardStore(work / "shards").merged([r["id"] for r in requests])
+        if missing:
+            raise DataError(f"{work / 'shards'}: {len(missing)} ids missing after prediction, e.g. {missing[:5]}")
+        rows = []
+        for r, res in zip(test, results):
+            pred = parse_label(res["output"], task.labels, task.answer_prefix)
+            rows.append({"id": r["id"], "text": r["text"], "gold": r["label"], "pred": pred, "valid": pred is not None,
+                         "output": res["output"], "output_tokens": res["output_tokens"],
+                         "prompt_tokens": len(res["prompt_token_ids"]), "seconds": res["seconds"],
+                         "backend": res["backend"], "backend_version": res["backend_version"]})
+        atomic_write_jsonl(ctx.predictions(name), rows)
+        acc = sum(r["pred"] == r["gold"] for r in rows) / max(len(rows), 1)
+        info[name] = {"n": len(rows), "accuracy": acc, "invalid": sum(not r["valid"] for r in rows),
+                      "backend": stats["backend"], "seconds": stats["seconds"]}
+        print(f"predict[{name}]: accuracy {acc:.3f} on {len(rows)} test rows, {info[name]['invalid']} invalid")
+    return info
+
+
+# ---------------------------------------------------------------- evaluate
+def evaluate(ctx: RunContext) -> dict:
+    from eval.evaluate import run_evaluate
+
+    metrics = run_evaluate([ctx.run_dir], ctx.run_dir, ctx.task.labels, ctx.task.paper_reference)
+    return {name: {"accuracy": m["accuracy"]} for name, m in metrics["models"].items()}
+
+
+# ---------------------------------------------------------------- the table of stages
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[RunContext], dict]
+    deps: tuple[str, ...]
+    config: Callable[[RunContext], object]      # what fingerprints the stage besides its deps
+    outputs: Callable[[RunContext], list[Path]]
+    state: Callable[[RunContext], list[Path]] = lambda ctx: []  # partial work a rerun resumes from
+
+
+def _data_files(ctx: RunContext) -> list[Path]:
+    if ctx.data_dir is None:
+        return []
+    return [ctx.data_dir / f for f in ctx.task.text_files.values()]
+
+
+def _train_config(which: str):
+    return lambda ctx: [ctx.profile["train"], AXOLOTL_CONFIGS_DIR / f"{which}.yml", prompts.template_paths(ctx.task)[0]]
+
+
+def _train_state(which: str):
+    return lambda ctx: [ctx.model_dir(which), ctx.run_dir / "prepared" / which]
+
+
+STAGES: dict[str, Stage] = {s.name: s for s in [
+    Stage("prepare", prepare, (),
+          lambda ctx: [{k: ctx.profile.get(k) for k in ("base_model", "tiny_model", "reasoning_set", "task_data", "seed")},
+                       ctx.task.path, prompts.template_paths(ctx.task), _data_files(ctx),
+                       str(ctx.data_dir) if ctx.data_dir else None],
+          lambda ctx: [ctx.task_split("train"), ctx.task_split("test"), ctx.train_set("stage1")]),
+    Stage("train-stage1", train_stage1, ("prepare",), _train_config("stage1"),
+          lambda ctx: [ctx.model_dir("stage1") / "config.json"], _train_state("stage1")),
+    Stage("generate", generate, ("prepare", "train-stage1"),
+          lambda ctx: [{k: v for k, v in ctx.profile["generation"].items() if k not in ("backend", "worker_env")},
+                       ctx.profile["qc"]],
+          lambda ctx: [ctx.generations / "reasonings.jsonl", ctx.generations / "generation_stats.json"],
+          lambda ctx: [ctx.generations]),
+    Stage("build-stage2", build_stage2, ("generate",), lambda ctx: prompts.template_paths(ctx.task),
+          lambda ctx: [ctx.train_set("stage2"), ctx.train_set("baseline")]),
+    Stage("train-stage2", train_stage2, ("build-stage2",), _train_config("stage2"),
+          lambda ctx: [ctx.model_dir("stage2") / "config.json"], _train_state("stage2")),
+    Stage("train-baseline", train_baseline, ("build-stage2",), _train_config("baseline"),
+          lambda ctx: [ctx.model_dir("baseline") / "config.json"], _train_state("baseline")),
+    Stage("predict", predict, ("train-stage2", "train-baseline"), lambda ctx: ctx.profile["predict"],
+          lambda ctx: [ctx.predictions("baseline"), ctx.predictions("reasoning")],
+          lambda ctx: [ctx.run_dir / "predictions" / f".work-{m}" for m in MODEL_DIRS]),
+    Stage("evaluate", evaluate, ("predict",), lambda ctx: ctx.task.paper_reference,
+          lambda ctx: [ctx.run_dir / "metrics.json", ctx.run_dir / "report.md"]),
+]}

@@ -1,0 +1,139 @@
+"""Resolve, validate and run the three Axolotl trainings (stage 1, stage 2, baseline).
+
+`axolotl_configs/<which>.yml` is the paper's config; the profile's `train.axolotl`
+and `train.<which>` override it (None unsets a key), and the run directory supplies
+paths. The resolved config is written to `RUN/configs/<which>.yml`, validated with
+Axolotl's own schema (plus a check that every key is one Axolotl knows), and run
+with the real `axolotl train` as a subprocess.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+from pipeline.config import AXOLOTL_CONFIGS_DIR, PROMPTS_DIR, RunContext, deep_merge
+from pipeline.io import DataError, atomic_write_text
+from pipeline.procs import run_logged, tool_env
+from pipeline.prompts import CHAT_TEMPLATE
+
+
+def _drop_none(cfg: dict) -> dict:
+    return {k: _drop_none(v) if isinstance(v, dict) else v for k, v in cfg.items() if v is not None}
+
+
+def resolve_config(ctx: RunContext, which: str) -> dict:
+    """The shipped config + profile overrides + this run's paths."""
+    with open(AXOLOTL_CONFIGS_DIR / f"{which}.yml", encoding="utf-8") as f:
+        cfg = yaml.safe_load(f)
+    train = ctx.profile["train"]
+    cfg = _drop_none(deep_merge(deep_merge(cfg, train.get("axolotl") or {}), train.get(which) or {}))
+    cfg["base_model"] = ctx.base_model
+    cfg["chat_template_jinja"] = str(PROMPTS_DIR / CHAT_TEMPLATE)
+    cfg["datasets"][0]["path"] = str(ctx.train_set(which))
+    cfg["dataset_prepared_path"] = str(ctx.run_dir / "prepared" / which)
+    cfg["output_dir"] = str(ctx.model_dir(which))
+    if train.get("wandb_project"):
+        cfg["wandb_project"] = train["wandb_project"]
+        cfg["wandb_name"] = f"{ctx.run_dir.name}-{which}"
+    if train.get("distributed"):
+        dist = AXOLOTL_CONFIGS_DIR / train["distributed"]
+        if dist.suffix == ".json":
+            cfg["deepspeed"] = str(dist)
+        else:
+            with open(dist, encoding="utf-8") as f:
+                cfg.update(yaml.safe_load(f))
+    return cfg
+
+
+def _known_keys(cfg: dict) -> tuple[set[str], set[str]]:
+    """Top-level and dataset keys Axolotl's schema declares (plugins add their own)."""
+    from axolotl.utils.config import merge_input_args, prepare_plugins
+    from axolotl.utils.dict import DictDefault
+    from axolotl.utils.schemas.config import AxolotlInputConfig
+    from axolotl.utils.schemas.datasets import SFTDataset
+
+    model = AxolotlInputConfig
+    if cfg.get("plugins"):
+        prepare_plugins(DictDefault(dict(cfg)))
+        _, model = merge_input_args()
+    names = lambda m: {n for name, f in m.model_fields.items() for n in (name, f.alias) if n}  # noqa: E731
+    return names(model), names(SFTDataset)
+
+
+def validate_config(cfg: dict, capabilities: dict | None, source: str) -> None:
+    """Axolotl's own validation; unknown keys (which pydantic would ignore) are errors too."""
+    from axolotl.cli.config import gpu_capabilities
+    from axolotl.utils.config import validate_config as axolotl_validate
+    from axolotl.utils.dict import DictDefault
+
+    top, ds = _known_keys(cfg)
+    unknown = sorted(set(cfg) - top)
+    for i, d in enumerate(cfg.get("datasets") or []):
+        unknown += [f"datasets[{i}].{k}" for k in sorted(set(d) - ds)]
+    if unknown:
+        raise DataError(f"{source}: key(s) Axolotl does not know: {', '.join(unknown)}")
+    if capabilities is None:
+        caps, env_caps = gpu_capabilities()
+    else:
+        caps = {"fp8": False, "n_gpu": 1, **capabilities}
+        env_caps = {"torch_version": "2.13.0"}
+    try:
+        axolotl_validate(DictDefault(dict(cfg)), capabilities=caps, env_capabilities=env_caps)
+    except Exception as e:  # pydantic.ValidationError or Axolotl's ValueError
+        raise DataError(f"{source}: Axolotl rejects the config: {e}") from None
+
+
+def write_config(ctx: RunContext, which: str) -> Path:
+    cfg = resolve_config(ctx, which)
+    validate_config(cfg, ctx.profile["train"].get("target_hardware"), f"resolved config for {which}")
+    path = ctx.axolotl_config(which)
+    header = f"# Resolved by orchestrate.py from axolotl_configs/{which}.yml + profile {ctx.profile['name']!r}.\n"
+    atomic_write_text(path, header + yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def train_command(config_path: Path, gpus: int) -> list[str]:
+    """`axolotl train`, through Axolotl's own accelerate launcher when gpus > 1."""
+    cmd = [str(Path(sys.executable).parent / "axolotl"), "train", str(config_path)]
+    if gpus > 1:
+        cmd += ["--launcher", "accelerate", "--", "--num_processes", str(gpus)]
+    return cmd
+
+
+_LOSS = re.compile(r"'loss': '?([0-9.eE+-]+)")
+_TRAIN_LOSS = re.compile(r"'train_loss': '?([0-9.eE+-]+)")
+
+
+def parse_losses(log_text: str) -> dict:
+    """First and last logged step loss and the final train_loss from an Axolotl/HF Trainer log."""
+    losses = [float(x) for x in _LOSS.findall(log_text)]
+    final = _TRAIN_LOSS.findall(log_text)
+    return {"logged_steps": len(losses), "first_loss": losses[0] if losses else None,
+            "last_loss": losses[-1] if losses else None, "train_loss": float(final[-1]) if final else None}
+
+
+def count_trained_rows(ctx: RunContext, which: str) -> int | None:
+    """Rows Axolotl kept after tokenising (it silently drops rows over sequence_len)."""
+    from datasets import load_from_disk
+
+    prepared = ctx.run_dir / "prepared" / which
+    dirs = sorted(p.parent for p in prepared.rglob("dataset_info.json"))
+    return sum(len(load_from_disk(str(d))) for d in dirs) if dirs else None
+
+
+def run_training(ctx: RunContext, which: str, echo: bool = False) -> dict:
+    """Train one model; returns what the manifest records (config, log, losses, drops)."""
+    config_path = write_config(ctx, which)
+    log_path = ctx.log(which)
+    gpus = ctx.gpus or ctx.profile["train"].get("gpus", 1)
+    env = tool_env(offline=ctx.profile["offline"], wandb=bool(ctx.profile["train"].get("wandb_project")))
+    run_logged(train_command(config_path, gpus), log_path, env, cwd=ctx.run_dir, echo=echo)
+    rows_in = sum(1 for line in open(ctx.train_set(which), encoding="utf-8") if line.strip())
+    kept = count_trained_rows(ctx, which)
+    losses = parse_losses(log_path.read_text(encoding="utf-8", errors="replace"))
+    return {"config": str(config_path), "log": str(log_path), "model_dir": str(ctx.model_dir(which)),
+            "gpus": gpus, "rows_in": rows_in, "rows_trained": kept,
+            "rows_dropped": None if kept is None else rows_in - kept, **losses}

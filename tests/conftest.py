@@ -1,0 +1,40 @@
+"""Shared fixtures: the repository paths, the real emotion data when present, and
+one tiny end-to-end run (real Axolotl, real vLLM when its environment exists) that
+many tests inspect."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_EMOTION = ROOT.parent / "shared" / "data" / "emotion"
+
+
+@pytest.fixture(scope="session")
+def shared_emotion() -> Path:
+    if not (SHARED_EMOTION / "train.txt").exists():
+        pytest.skip(f"{SHARED_EMOTION} not present")
+    return SHARED_EMOTION
+
+
+def orchestrate(*args: str, check: bool = True, timeout: int = 1500, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI as a user would; output is echoed so CI logs show each stage."""
+    proc = subprocess.run([sys.executable, str(ROOT / "orchestrate.py"), *args], cwd=ROOT, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    print(proc.stdout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"orchestrate.py {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """`orchestrate.py all --profile tiny` once for the session: the demo, as CI runs it."""
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    orchestrate("all", "--profile", "tiny", "--run-dir", str(run_dir))
+    return run_dir
