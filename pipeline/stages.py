@@ -15,7 +15,7 @@ from typing import Callable
 from pipeline import prompts
 from pipeline.config import AXOLOTL_CONFIGS_DIR, RunContext
 from pipeline.data import load_reasoning_set, load_task_splits
-from pipeline.generation.launch import resolve_backend, run_generation
+from pipeline.generation.launch import GenerationSession, resolve_backend
 from pipeline.generation.shards import ShardStore
 from pipeline.io import DataError, atomic_write_json, atomic_write_jsonl, read_json, read_jsonl
 from pipeline.train import run_training
@@ -61,21 +61,25 @@ def _request_seed(base: int, attempt: int, index: int) -> int:
     return random.Random(f"{base}:{attempt}:{index}").randrange(2**31)
 
 
-def _generation_job(ctx: RunContext, model: Path, requests: Path, out_dir: Path, sampling: dict,
-                    guided_regex: str | None = None, shard: str | None = None, seed: int | None = None) -> dict:
+def _engine_config(ctx: RunContext) -> dict:
     gen = ctx.generation
-    engine = {k: gen[k] for k in ("dtype", "max_model_len", "tensor_parallel_size", "data_parallel_size",
-                                  "gpu_memory_utilization", "enable_prefix_caching", "enforce_eager", "batch_size") if k in gen}
+    return {k: gen[k] for k in ("dtype", "max_model_len", "tensor_parallel_size", "data_parallel_size",
+                                "gpu_memory_utilization", "enable_prefix_caching", "enforce_eager", "batch_size")
+            if k in gen}
+
+
+def _generation_job(ctx: RunContext, model: Path, requests: Path, out_dir: Path, sampling: dict,
+                    shard: str | None = None, seed: int | None = None) -> dict:
+    gen = ctx.generation
     return {"model": str(model), "chat_template": prompts.chat_template(), "requests": str(requests),
             "out_dir": str(out_dir), "shard": shard, "chunk_size": gen["chunk_size"], "sampling": sampling,
-            "engine": engine, "seed": gen["seed"] if seed is None else seed, "guided_regex": guided_regex}
+            "engine": _engine_config(ctx), "seed": gen["seed"] if seed is None else seed}
 
 
-def _run_job(ctx: RunContext, job: dict, work: Path, log_name: str) -> dict:
-    backend = resolve_backend(ctx.generation["backend"])
-    stats = run_generation(job, backend, work, ctx.log(log_name), ctx.profile["offline"],
-                           worker_env=ctx.generation.get("worker_env"))
-    return {"backend": backend, **stats}
+def _session(ctx: RunContext, work: Path, log_name: str) -> GenerationSession:
+    """One engine for all jobs of a stage on one model (vLLM start-up is the expensive part)."""
+    return GenerationSession(resolve_backend(ctx.generation["backend"]), _engine_config(ctx), work,
+                             ctx.log(log_name), ctx.profile["offline"], ctx.generation.get("worker_env"))
 
 
 def generate(ctx: RunContext, shard: str | None = None) -> dict:
@@ -93,27 +97,28 @@ def generate(ctx: RunContext, shard: str | None = None) -> dict:
     qc = ReasoningQC(task.labels, task.answer_prefix, **ctx.profile["qc"])
     sampling = {k: gen[k] for k in ("temperature", "top_p", "max_tokens")}
     todo, kept, rounds = [r for r in train], {}, []
-    for attempt in range(1 + gen["max_retries"]):
-        if not todo:
-            break
-        work = ctx.generations / f"attempt-{attempt}"
-        requests = [{"id": r["id"], "messages": prompts.generation_messages(task, r["text"], r["label"]),
-                     "seed": _request_seed(gen["seed"], attempt, i) if gen["per_request_seed"] else None}
-                    for i, r in enumerate(todo)]
-        atomic_write_jsonl(work / "requests.jsonl", requests)
-        job = _generation_job(ctx, ctx.model_dir("stage1"), work / "requests.jsonl", work / "shards", sampling,
-                              shard=shard, seed=gen["seed"] + attempt)
-        rounds.append(_run_job(ctx, job, work, "generate"))
-        results, missing = ShardStore(work / "shards").merged([r["id"] for r in requests])
-        if shard:
-            continue  # one machine's share: QC and merge happen in the unsharded run
-        if missing:
-            raise DataError(f"{work / 'shards'}: {len(missing)} ids missing after generation, e.g. {missing[:5]}")
-        for res in results:
-            cleaned = qc.accept(res["id"], gold[res["id"]], res["output"])
-            if cleaned is not None:
-                kept[res["id"]] = {**res, "reasoning": cleaned, "attempt": attempt}
-        todo = [r for r in todo if r["id"] not in kept]
+    with _session(ctx, ctx.generations, "generate") as session:
+        for attempt in range(1 + gen["max_retries"]):
+            if not todo:
+                break
+            work = ctx.generations / f"attempt-{attempt}"
+            requests = [{"id": r["id"], "messages": prompts.generation_messages(task, r["text"], r["label"]),
+                         "seed": _request_seed(gen["seed"], attempt, i) if gen["per_request_seed"] else None}
+                        for i, r in enumerate(todo)]
+            atomic_write_jsonl(work / "requests.jsonl", requests)
+            job = _generation_job(ctx, ctx.model_dir("stage1"), work / "requests.jsonl", work / "shards", sampling,
+                                  shard=shard, seed=gen["seed"] + attempt)
+            rounds.append({"backend": session.backend, **session.run(job)})
+            results, missing = ShardStore(work / "shards").merged([r["id"] for r in requests])
+            if shard:
+                continue  # one machine's share: QC and merge happen in the unsharded run
+            if missing:
+                raise DataError(f"{work / 'shards'}: {len(missing)} ids missing after generation, e.g. {missing[:5]}")
+            for res in results:
+                cleaned = qc.accept(res["id"], gold[res["id"]], res["output"])
+                if cleaned is not None:
+                    kept[res["id"]] = {**res, "reasoning": cleaned, "attempt": attempt}
+            todo = [r for r in todo if r["id"] not in kept]
     if shard:
         return {"shard": shard, "rounds": rounds}
     for r in todo:
@@ -166,7 +171,8 @@ def predict(ctx: RunContext) -> dict:
         atomic_write_jsonl(work / "requests.jsonl", requests)
         sampling = {"temperature": 0.0, "top_p": 1.0, "max_tokens": ctx.profile["predict"]["max_tokens"][name]}
         job = _generation_job(ctx, ctx.model_dir(model_dir), work / "requests.jsonl", work / "shards", sampling)
-        stats = _run_job(ctx, job, work, f"predict-{name}")
+        with _session(ctx, work, f"predict-{name}") as session:
+            stats = {"backend": session.backend, **session.run(job)}
         results, missing = ShardStore(work / "shards").merged([r["id"] for r in requests])
         if missing:
             raise DataError(f"{work / 'shards'}: {len(missing)} ids missing after prediction, e.g. {missing[:5]}")

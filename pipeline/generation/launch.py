@@ -1,12 +1,12 @@
-"""Choose a backend and run a generation job: in-process (transformers) or in the
-vLLM environment's interpreter, one worker per data-parallel replica.
+"""Choose a backend and open a generation session on one model: in-process
+(transformers) or worker processes in the vLLM environment, one per data-parallel
+replica, each keeping its engine alive across the session's jobs.
 
 `--backend auto` picks vLLM whenever its environment is present (VLLM_PYTHON, else
 ROOT/.venv-vllm/bin/python with vllm importable), else transformers.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -39,7 +39,7 @@ def resolve_backend(name: str) -> str:
     return name
 
 
-def _sub_shard(shard: str | None, j: int, m: int) -> str | None:
+def sub_shard(shard: str | None, j: int, m: int) -> str | None:
     """Replica j of m inside machine shard i/N: rows[i::N][j::m] == rows[i + N*j :: N*m]."""
     if m == 1:
         return shard
@@ -47,56 +47,93 @@ def _sub_shard(shard: str | None, j: int, m: int) -> str | None:
     return f"{i + n * j}/{n * m}"
 
 
-def run_generation(job: dict, backend: str, work_dir: Path, log_path: Path, offline: bool,
-                   worker_env: dict | None = None, echo: bool = True) -> dict:
-    """Run `job` to completion (resuming from its shards); returns summed stats."""
-    job = {**job, "backend": backend}
-    if backend == "transformers":
-        from pipeline.generation.runner import run_job
-        from pipeline.generation.worker import make_engine
-
-        return run_job(job, make_engine(job))
-    replicas = int(job["engine"].get("data_parallel_size", 1))
-    tp = int(job["engine"].get("tensor_parallel_size", 1))
-    env = tool_env(offline, extra={k: str(v) for k, v in (worker_env or {}).items()})
-    env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"
-    procs = []
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a", encoding="utf-8") as log:
-        for j in range(replicas):
-            sub = {**job, "shard": _sub_shard(job.get("shard"), j, replicas),
-                   "stats_path": str(work_dir / f"stats-{j}.json")}
-            job_path = atomic_write_json(work_dir / f"job-{j}.json", sub)
-            replica_env = dict(env)
-            if replicas > 1:
-                replica_env["CUDA_VISIBLE_DEVICES"] = ",".join(str(j * tp + g) for g in range(tp))
-            cmd = [str(vllm_python()), "-m", "pipeline.generation.worker", str(job_path)]
-            log.write(f"$ {' '.join(cmd)}\n")
-            log.flush()
-            procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=replica_env,
-                                          cwd=ROOT, text=True, errors="replace"))
-        def pump(proc):
-            for line in proc.stdout:
-                line = redact(line)
-                log.write(line)
-                if echo:
-                    sys.stdout.write(line)
-
-        threads = [threading.Thread(target=pump, args=(p,), daemon=True) for p in procs]
-        try:
-            for t in threads:
-                t.start()
-            codes = [p.wait() for p in procs]
-            for t in threads:
-                t.join()
-        except BaseException:
-            for p in procs:
-                p.kill()
-            raise
-    if any(codes):
-        raise StageFailed(f"vLLM worker exited with status {max(codes)}; see {log_path}")
-    stats = [read_json(work_dir / f"stats-{j}.json") for j in range(replicas)]
+def _sum_stats(stats: list[dict]) -> dict:
     total = {k: sum(s[k] for s in stats) for k in ("requests", "skipped_done", "generated", "output_tokens", "prompt_tokens")}
     total["seconds"] = max(s["seconds"] for s in stats)
     total["output_tokens_per_s"] = total["output_tokens"] / total["seconds"] if total["seconds"] else None
     return total
+
+
+class GenerationSession:
+    """`with GenerationSession(...) as s: s.run(job)`: one engine per replica for many jobs."""
+
+    def __init__(self, backend: str, engine: dict, work_dir: Path, log_path: Path, offline: bool,
+                 worker_env: dict | None = None, echo: bool = True):
+        self.backend, self.engine_cfg, self.work_dir, self.log_path = backend, engine, Path(work_dir), Path(log_path)
+        self.offline, self.worker_env, self.echo = offline, worker_env or {}, echo
+        self.replicas = int(engine.get("data_parallel_size", 1)) if backend == "vllm" else 1
+        self.procs: list[subprocess.Popen] = []
+        self.engine = None
+        self.jobs = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            if p.stdin:
+                p.stdin.close()
+        for p in self.procs:
+            try:
+                p.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for t in getattr(self, "pumps", []):
+            t.join(timeout=10)
+        if getattr(self, "log", None):
+            self.log.close()
+
+    def _start_workers(self) -> None:
+        env = tool_env(self.offline, extra={k: str(v) for k, v in self.worker_env.items()})
+        env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"
+        tp = int(self.engine_cfg.get("tensor_parallel_size", 1))
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log = open(self.log_path, "a", encoding="utf-8")
+        self.pumps = []
+        for j in range(self.replicas):
+            replica_env = dict(env)
+            if self.replicas > 1:
+                replica_env["CUDA_VISIBLE_DEVICES"] = ",".join(str(j * tp + g) for g in range(tp))
+            cmd = [str(vllm_python()), "-m", "pipeline.generation.worker"]
+            self.log.write(f"$ {' '.join(cmd)}\n")
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    env=replica_env, cwd=ROOT, text=True, errors="replace", bufsize=1)
+            self.procs.append(proc)
+            pump = threading.Thread(target=self._pump, args=(proc.stderr,), daemon=True)
+            pump.start()
+            self.pumps.append(pump)
+
+    def _pump(self, stream) -> None:
+        for line in stream:
+            line = redact(line)
+            self.log.write(line)
+            self.log.flush()
+            if self.echo:
+                sys.stdout.write(line)
+
+    def run(self, job: dict) -> dict:
+        """Run `job` to completion (resuming from its shards); returns summed stats."""
+        job = {**job, "backend": self.backend}
+        self.jobs += 1
+        if self.backend == "transformers":
+            from pipeline.generation.runner import run_job
+            from pipeline.generation.worker import make_engine
+
+            self.engine = self.engine or make_engine(job)
+            return run_job(job, self.engine)
+        if not self.procs:
+            self._start_workers()
+        stats_paths = []
+        for j, proc in enumerate(self.procs):
+            sub = {**job, "shard": sub_shard(job.get("shard"), j, self.replicas),
+                   "stats_path": str(self.work_dir / f"stats-{self.jobs}-{j}.json")}
+            job_path = atomic_write_json(self.work_dir / f"job-{self.jobs}-{j}.json", sub)
+            proc.stdin.write(f"{job_path}\n")
+            proc.stdin.flush()
+            stats_paths.append(sub["stats_path"])
+        for proc in self.procs:
+            reply = proc.stdout.readline()
+            if not reply.startswith("DONE"):  # EOF: the worker died
+                proc.kill()
+                raise StageFailed(f"vLLM worker exited with status {proc.wait()}; see {self.log_path}")
+        return _sum_stats([read_json(Path(p)) for p in stats_paths])

@@ -1,9 +1,10 @@
-"""Entry point of a generation job in its own process (the vLLM environment):
+"""A generation worker that keeps one engine alive across jobs (the vLLM environment):
 
-    .venv-vllm/bin/python -m pipeline.generation.worker JOB.json
+    .venv-vllm/bin/python -m pipeline.generation.worker < job paths, one a line
 
-vLLM starts its engine in a spawned process, so this module does nothing at import
-time; the job's stats are written to job["stats_path"].
+Starting a vLLM engine costs far more than a small job, so the data engine's retry
+rounds all reuse one. Protocol on stdout: `DONE <stats path>` per finished job; all
+logging goes to stderr. vLLM spawns processes, so nothing runs at import time.
 """
 from __future__ import annotations
 
@@ -20,17 +21,27 @@ def make_engine(job: dict):
     return Engine(job["model"], job["chat_template"], job["engine"], seed=job.get("seed", 0))
 
 
-def main(path: str) -> None:
+def main() -> None:
     from pipeline.generation.runner import run_job
 
-    with open(path, encoding="utf-8") as f:
-        job = json.load(f)
-    stats = run_job(job, make_engine(job))
-    tmp = job["stats_path"] + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(stats, f)
-    os.replace(tmp, job["stats_path"])
+    # Keep the real stdout for the protocol only: everything else that writes to fd 1
+    # (vLLM's engine processes, C++ warnings) is sent to stderr, which is logged.
+    protocol = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    engine = None
+    for line in sys.stdin:
+        with open(line.strip(), encoding="utf-8") as f:
+            job = json.load(f)
+        engine = engine or make_engine(job)
+        stats = run_job(job, engine)
+        tmp = job["stats_path"] + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(stats, f)
+        os.replace(tmp, job["stats_path"])
+        protocol.write(f"DONE {job['stats_path']}\n")
+        protocol.flush()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main()
