@@ -22,6 +22,7 @@ STAGE_HELP = {
     "predict": "greedy decoding of both models on the test split",
     "evaluate": "metrics, McNemar, reference baselines, report.md",
     "all": "every stage in order, skipping those already up to date",
+    "plan": "print tokens, FLOP floor and expected GPU-hours per stage, before any work",
 }
 
 
@@ -44,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--shard", help="i/N: generate only this machine's share (merge by rerunning without)")
         if name == "all":
             p.add_argument("--from", dest="from_stage", help="rerun from this stage on")
+        if name == "plan":
+            p.add_argument("--gpu-tflops", type=float, default=989.0, help="peak bf16 dense TFLOP/s (H100 SXM: 989)")
+            p.add_argument("--mfu", type=float, default=0.35, help="model FLOP utilisation of training (assumed)")
+            p.add_argument("--gen-tok-s", type=float, default=20000.0, help="vLLM output tokens/s (assumed)")
     return parser
 
 
@@ -60,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         profile = load_profile(args.profile)
         ctx = RunContext(profile, TaskSpec.load(args.task), args.run_dir or f"runs/{profile['name']}",
                          data_dir=args.data_dir, backend=args.backend, gpus=args.gpus)
+        if args.command == "plan":
+            from pipeline.plan import estimate, render
+
+            print(render(estimate(ctx, args.gpu_tflops, args.mfu, args.gen_tok_s), args.gpu_tflops, args.mfu, args.gen_tok_s))
+            return 0
         if args.command == "generate" and args.shard:
             with RunLock(ctx.run_dir):
                 generate(ctx, shard=args.shard)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from pipeline.config import RunContext
-from pipeline.io import DataError, atomic_write_json
+from pipeline.io import DataError
 from pipeline.manifest import Manifest, RunLock, environment, fingerprint, file_hash
 from pipeline.prompts import template_paths
 from pipeline.stages import STAGES

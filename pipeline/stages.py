@@ -17,7 +17,7 @@ from pipeline.config import AXOLOTL_CONFIGS_DIR, RunContext
 from pipeline.data import load_reasoning_set, load_task_splits
 from pipeline.generation.launch import GenerationSession, resolve_backend
 from pipeline.generation.shards import ShardStore
-from pipeline.io import DataError, atomic_write_json, atomic_write_jsonl, read_json, read_jsonl
+from pipeline.io import DataError, atomic_write_json, atomic_write_jsonl, read_jsonl
 from pipeline.train import run_training
 
 
@@ -69,11 +69,11 @@ def _engine_config(ctx: RunContext) -> dict:
 
 
 def _generation_job(ctx: RunContext, model: Path, requests: Path, out_dir: Path, sampling: dict,
-                    shard: str | None = None, seed: int | None = None) -> dict:
+                    shard: str | None = None, seed: int | None = None, guided_regex: str | None = None) -> dict:
     gen = ctx.generation
     return {"model": str(model), "chat_template": prompts.chat_template(), "requests": str(requests),
             "out_dir": str(out_dir), "shard": shard, "chunk_size": gen["chunk_size"], "sampling": sampling,
-            "engine": _engine_config(ctx), "seed": gen["seed"] if seed is None else seed}
+            "engine": _engine_config(ctx), "seed": gen["seed"] if seed is None else seed, "guided_regex": guided_regex}
 
 
 def _session(ctx: RunContext, work: Path, log_name: str) -> GenerationSession:
@@ -161,7 +161,7 @@ MODEL_DIRS = {"baseline": "baseline", "reasoning": "stage2"}
 
 def predict(ctx: RunContext) -> dict:
     """Greedy decoding of both trained models on the test split; labels parsed, never crash."""
-    from postprocess.labels import parse_label
+    from postprocess.labels import label_regex, parse_label
 
     task, test = ctx.task, read_jsonl(ctx.task_split("test"))
     info = {}
@@ -170,7 +170,10 @@ def predict(ctx: RunContext) -> dict:
         requests = [{"id": r["id"], "messages": prompts.classify_messages(task, r["text"])} for r in test]
         atomic_write_jsonl(work / "requests.jsonl", requests)
         sampling = {"temperature": 0.0, "top_p": 1.0, "max_tokens": ctx.profile["predict"]["max_tokens"][name]}
-        job = _generation_job(ctx, ctx.model_dir(model_dir), work / "requests.jsonl", work / "shards", sampling)
+        regex = label_regex(task.labels, task.answer_prefix, with_reasoning=name == "reasoning") \
+            if ctx.profile["predict"].get("constrained_label") else None
+        job = _generation_job(ctx, ctx.model_dir(model_dir), work / "requests.jsonl", work / "shards", sampling,
+                              guided_regex=regex)
         with _session(ctx, work, f"predict-{name}") as session:
             stats = {"backend": session.backend, **session.run(job)}
         results, missing = ShardStore(work / "shards").merged([r["id"] for r in requests])

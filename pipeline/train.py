@@ -88,7 +88,10 @@ def validate_config(cfg: dict, capabilities: dict | None, source: str) -> None:
 
 def write_config(ctx: RunContext, which: str) -> Path:
     cfg = resolve_config(ctx, which)
-    validate_config(cfg, ctx.profile["train"].get("target_hardware"), f"resolved config for {which}")
+    hardware = ctx.profile["train"].get("target_hardware")
+    if hardware is not None:
+        hardware = {**hardware, "n_gpu": ctx.gpus or ctx.profile["train"].get("gpus", 1)}
+    validate_config(cfg, hardware, f"resolved config for {which}")
     path = ctx.axolotl_config(which)
     header = f"# Resolved by orchestrate.py from axolotl_configs/{which}.yml + profile {ctx.profile['name']!r}.\n"
     atomic_write_text(path, header + yaml.safe_dump(cfg, sort_keys=False))

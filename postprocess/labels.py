@@ -60,3 +60,12 @@ def parse_label(output: str, labels: Sequence[str], prefix: str = "Label:") -> s
     lines = text[last.end():].split("\n")
     value = lines[0] if lines[0].strip() else next((l for l in lines[1:] if l.strip()), "")
     return _label_at_start(value, labels)
+
+
+def label_regex(labels: Sequence[str], prefix: str = "Label:", with_reasoning: bool = False) -> str:
+    """A regex for constrained decoding (vLLM structured outputs) whose every match
+    `parse_label` reads as one of `labels`: the answer line alone (baseline) or free
+    reasoning, a blank line, then the answer line (stage 2)."""
+    choice = "|".join(re.escape(label) for label in sorted(labels, key=len, reverse=True))
+    answer = f"{re.escape(prefix)} ({choice})"
+    return f"[^\\n](?:.|\\n)*\\n\\n{answer}" if with_reasoning else answer

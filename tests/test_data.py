@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.config import RunContext, TaskSpec, load_profile
 from pipeline.data import load_reasoning_set, load_task_splits, map_columns, read_table, read_text_label_file
-from pipeline.io import DataError, read_jsonl
+from pipeline.io import DataError
 
 LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
 
