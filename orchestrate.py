@@ -54,16 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from pipeline.config import RunContext, TaskSpec, load_profile
+    from pipeline.config import RunContext, load_profile
     from pipeline.io import DataError
     from pipeline.manifest import RunLock
+    from pipeline.preflight import load_task, preflight
     from pipeline.procs import StageFailed
     from pipeline.run import ORDER, run_stages
     from pipeline.stages import generate
 
     try:
         profile = load_profile(args.profile)
-        ctx = RunContext(profile, TaskSpec.load(args.task), args.run_dir or f"runs/{profile['name']}",
+        ctx = RunContext(profile, load_task(args.task), args.run_dir or f"runs/{profile['name']}",
                          data_dir=args.data_dir, backend=args.backend, gpus=args.gpus)
         if args.command == "plan":
             from pipeline.plan import estimate, render
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             print(render(estimate(ctx, args.gpu_tflops, args.mfu, args.gen_tok_s), args.gpu_tflops, args.mfu, args.gen_tok_s))
             return 0
         if args.command == "generate" and args.shard:
+            preflight(ctx, ["generate"], shard=args.shard, force={"generate"})
             with RunLock(ctx.run_dir):
                 generate(ctx, shard=args.shard)
             return 0
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             names = [args.command]
             force = set(names) if args.force else set()
+        preflight(ctx, names, force=force)  # outside the lock: run_stages takes it
         run_stages(ctx, names, force)
     except (DataError, StageFailed) as e:
         print(f"error: {e}", file=sys.stderr)

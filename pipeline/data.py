@@ -7,44 +7,66 @@ bad rows raise DataError naming file, line and field.
 """
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Sequence
 
 from pipeline.config import RunContext, TaskSpec
-from pipeline.io import DataError, read_jsonl
+from pipeline.io import DataError, iter_jsonl_lines
 
 TABLE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
 
-def read_text_label_file(path: Path, labels: Sequence[str]) -> list[dict]:
+def read_text(path: Path, what: str = "") -> str:
+    """A UTF-8 text file, or a DataError saying why not (missing, a folder, unreadable, not UTF-8)."""
+    path, why = Path(path), f" ({what})" if what else ""
+    if not path.exists():
+        raise DataError(f"{path}: missing{why}")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, expected a file{why}")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror}); check its permissions{why}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise DataError(f"{path}:{line}: not UTF-8 (byte {raw[e.start]:#04x} at column {col}); "
+                        f"re-save the file as UTF-8") from None
+
+
+def read_text_label_file(path: Path, labels: Sequence[str], what: str = "", spec: Path | None = None) -> list[dict]:
     """`text;label` lines, split on the LAST semicolon; blank lines are skipped."""
     rows = []
-    known = set(labels)
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n").rstrip("\r")
-            if not line.strip():
-                continue
-            text, sep, label = line.rpartition(";")
-            if not sep:
-                raise DataError(f"{path}:{lineno}: no ';' separating text and label (expected 'text;label')")
-            text, label = text.strip(), label.strip()
-            if not text:
-                raise DataError(f"{path}:{lineno}: field 'text' is empty")
-            if label not in known:
-                raise DataError(f"{path}:{lineno}: field 'label' is {label!r}, not one of {list(labels)}")
-            rows.append({"text": text, "label": label, "_line": lineno})
+    for lineno, line in enumerate(read_text(path, what).splitlines(), 1):
+        if not line.strip():
+            continue
+        text, sep, label = line.rpartition(";")
+        if not sep:
+            raise DataError(f"{path}:{lineno}: no ';' separating text and label (expected 'text;label', "
+                            f"split on the last ';'); fix or remove that line")
+        text, label = text.strip(), label.strip()
+        if not text:
+            raise DataError(f"{path}:{lineno}: field 'text' is empty; fix or remove that line")
+        if label not in labels:
+            close = difflib.get_close_matches(label, labels, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise DataError(f"{path}:{lineno}: field 'label' is {label!r}, not one of {list(labels)}; {hint}"
+                            f"fix the line or add the label to `labels` in the task spec{f' ({spec.name})' if spec else ''}")
+        rows.append({"text": text, "label": label, "_line": lineno})
+    if not rows:
+        raise DataError(f"{path}: no rows{f' ({what})' if what else ''}; expected `text;label` lines")
     return rows
 
 
 def read_table(path: Path) -> list[dict]:
-    """A local table as a list of dicts (JSONL line numbers kept for error messages)."""
+    """A local table as a list of dicts, each with the `_line` it came from."""
     path = Path(path)
     if path.suffix in (".jsonl", ".json"):
-        rows = read_jsonl(path)
-        for i, row in enumerate(rows, 1):
-            row.setdefault("_line", i)
-        return rows
+        read_text(path)
+        return [{**obj, "_line": lineno} for lineno, obj in iter_jsonl_lines(path)]
     import pandas as pd
 
     frame = pd.read_csv(path, dtype=str, keep_default_na=False) if path.suffix == ".csv" else pd.read_parquet(path)
@@ -72,6 +94,9 @@ def map_columns(rows: list[dict], columns: dict[str, str], source: str) -> list[
                         f"Map them in the profile (reasoning_set.columns).")
     out = []
     for row in rows:
+        absent = [src for src in columns.values() if src not in row]
+        if absent:
+            raise DataError(f"{source}:{row.get('_line')}: column(s) {absent} missing in this row")
         new = {ours: row[src] for ours, src in columns.items()}
         new["_line"] = row.get("_line")
         out.append(new)
@@ -122,7 +147,7 @@ def load_task_splits(ctx: RunContext) -> dict[str, list[dict]]:
             path = ctx.data_dir / fname
             if not path.exists():
                 raise DataError(f"{path}: missing (task {task.name!r} expects {fname} in --data-dir)")
-            splits[split] = read_text_label_file(path, task.labels)
+            splits[split] = read_text_label_file(path, task.labels, spec=task.path)
         limits = {"train": spec.get("limit_train"), "test": spec.get("limit_test")}
     elif spec["source"] == "synthetic":
         from pipeline.synthetic import make_emotion_split

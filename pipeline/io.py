@@ -44,8 +44,8 @@ def atomic_write_jsonl(path: Path, rows: Iterable[dict]) -> Path:
     return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
-def iter_jsonl(path: Path) -> Iterator[dict]:
-    """Yield the objects of a JSONL file; a broken line raises DataError naming file:line."""
+def iter_jsonl_lines(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; a broken line raises DataError naming file:line."""
     path = Path(path)
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -58,7 +58,11 @@ def iter_jsonl(path: Path) -> Iterator[dict]:
                                 f"fix or remove that line") from None
             if not isinstance(obj, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield obj
+            yield lineno, obj
+
+
+def iter_jsonl(path: Path) -> Iterator[dict]:
+    return (obj for _, obj in iter_jsonl_lines(path))
 
 
 def read_jsonl(path: Path) -> list[dict]:

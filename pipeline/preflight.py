@@ -53,6 +53,7 @@ from typing import Callable
 import yaml
 
 from pipeline.config import PROMPTS_DIR, TASKS_DIR, RunContext, TaskSpec
+from pipeline.data import read_table, read_text, read_text_label_file
 from pipeline.io import DataError
 
 TRAINING = {"train-stage1": "stage1", "train-stage2": "stage2", "train-baseline": "baseline"}
@@ -104,7 +105,7 @@ def preflight(ctx: RunContext, stages: list[str], *, shard: str | None = None,
         done += ["disk", "axolotl configs"]
     if echo:
         print(f"[preflight] ok: {', '.join(done) or 'nothing to check'} "
-              f"({', '.join(pending) or 'every stage up to date'})")
+              f"({', '.join(pending) or ('every stage up to date' if stages else 'no stage requested')})")
 
 
 def pending_stages(ctx: RunContext, stages: list[str], force=frozenset()) -> list[str]:
@@ -175,54 +176,6 @@ def load_task(name_or_path: str) -> TaskSpec:
 
 
 # ================================================================== --data-dir files
-def _read_bytes(path: Path, what: str) -> bytes:
-    if not path.exists():
-        raise DataError(f"{path}: missing ({what})")
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, expected a file ({what})")
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise DataError(f"{path}: cannot be read ({e.strerror}); check its permissions ({what})") from None
-    try:
-        if path.suffix != ".parquet":
-            raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        raise DataError(f"{path}:{line}: not UTF-8 (byte {raw[e.start]:#04x} at column {col}); "
-                        f"re-save the file as UTF-8") from None
-    return raw
-
-
-def read_text_label_rows(path: Path, task: TaskSpec, what: str) -> list[dict]:
-    """The rows pipeline.data.read_text_label_file reads, with the messages preflight gives."""
-    _read_bytes(path, what)
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n").rstrip("\r")
-            if not line.strip():
-                continue
-            text, sep, label = line.rpartition(";")
-            if not sep:
-                raise DataError(f"{path}:{lineno}: no ';' separating text and label (expected 'text;label', "
-                                f"split on the last ';'); fix or remove that line")
-            text, label = text.strip(), label.strip()
-            if not text:
-                raise DataError(f"{path}:{lineno}: field 'text' is empty; fix or remove that line")
-            if label not in task.labels:
-                close = difflib.get_close_matches(label, task.labels, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise DataError(f"{path}:{lineno}: field 'label' is {label!r}{hint}, which is not one of the task's "
-                                f"labels {task.labels} in {task.path}; fix the line, or add the label to `labels` "
-                                f"in {task.path.name if task.path else 'the task spec'}")
-            rows.append({"text": text, "label": label, "_line": lineno})
-    if not rows:
-        raise DataError(f"{path}: no rows ({what}); expected `text;label` lines")
-    return rows
-
-
 def check_data_dir(ctx: RunContext) -> dict[str, list[dict]]:
     """Parse every --data-dir split; return the rows prepare will use (after limit_<split>)."""
     task, spec = ctx.task, ctx.profile.get("task_data") or {}
@@ -238,7 +191,7 @@ def check_data_dir(ctx: RunContext) -> dict[str, list[dict]]:
     used = {}
     for split, fname in task.text_files.items():
         path = ctx.data_dir / fname
-        rows = read_text_label_rows(path, task, f"task {task.name!r} expects {fname} in --data-dir, "
+        rows = read_text_label_file(path, task.labels, spec=task.path, what=f"task {task.name!r} expects {fname} in --data-dir, "
                                                 f"as `text_files` in {task.path.name if task.path else 'its spec'} says")
         limit = spec.get(f"limit_{split}")
         rows = rows[:limit] if limit else rows
@@ -275,40 +228,23 @@ def _clip(text: str, n: int = 60) -> str:
 
 
 # ================================================================== local reasoning set
-def _jsonl_rows(path: Path) -> list[dict]:
-    """Objects of a JSONL file with their real line numbers (blank lines counted)."""
-    raw = _read_bytes(path, "profile reasoning_set.source").decode("utf-8")
-    rows = []
-    for lineno, line in enumerate(raw.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno}); fix or remove that line") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-        rows.append({**obj, "_line": lineno})
-    return rows
-
-
 def check_reasoning_set(ctx: RunContext) -> bool:
     """A local reasoning-set file: every row has every mapped column, non-empty. False if not local."""
-    from pipeline.data import TABLE_SUFFIXES, read_table
+    from pipeline.data import TABLE_SUFFIXES
 
     spec = ctx.profile.get("reasoning_set") or {}
     source = str(spec.get("source", ""))
     if source == "synthetic" or Path(source).suffix not in TABLE_SUFFIXES:
         return False
     path = Path(source)
-    if path.suffix in (".jsonl", ".json"):
-        rows = _jsonl_rows(path)
-    else:
-        _read_bytes(path, "profile reasoning_set.source")  # exists, readable (and UTF-8 for CSV)
-        try:
-            rows = read_table(path)
-        except Exception as e:  # pandas / pyarrow parse errors
-            raise DataError(f"{path}: cannot be read as {path.suffix[1:]}: {e}") from None
+    if path.suffix != ".parquet":
+        read_text(path, "profile reasoning_set.source")  # exists, readable, UTF-8
+    try:
+        rows = read_table(path)
+    except DataError:
+        raise
+    except Exception as e:  # pandas / pyarrow parse errors
+        raise DataError(f"{path}: cannot be read as {path.suffix[1:]}: {e}") from None
     if not rows:
         raise DataError(f"{path}: no rows (profile reasoning_set.source)")
     columns = spec.get("columns") or {}
@@ -519,7 +455,7 @@ def check_run_splits(ctx: RunContext) -> None:
         if not path.exists():
             continue  # run_stages reports the missing prepare
         seen: dict[str, int] = {}
-        for row in _jsonl_rows(path):
+        for row in read_table(path):
             where = f"{path}:{row['_line']}"
             rid = row.get("id")
             if not isinstance(rid, str) or not rid:
@@ -664,6 +600,8 @@ def param_count(ctx: RunContext) -> tuple[int | None, str]:
     m = re.search(r"(?<![\d.])(\d+(?:\.\d+)?)\s*[bB](?![a-zA-Z])", base)
     if m:
         return int(float(m.group(1)) * 1e9), f"estimated from the name {base!r}"
+    if (ctx.profile.get("plan") or {}).get("parameters"):
+        return int(float(ctx.profile["plan"]["parameters"])), "the profile's plan.parameters"
     return None, "unknown"
 
 
@@ -716,11 +654,15 @@ def check_axolotl_configs(ctx: RunContext, training: list[str]) -> None:
     from pipeline.config import AXOLOTL_CONFIGS_DIR
     from pipeline.train import resolve_config, validate_config
 
+    train = ctx.profile.get("train") or {}
+    hardware = train.get("target_hardware")
+    if hardware is not None:  # as pipeline.train.write_config validates it
+        hardware = {**hardware, "n_gpu": ctx.gpus or train.get("gpus", 1)}
     for which in training:
         cfg = resolve_config(ctx, which)
         source = (f"{AXOLOTL_CONFIGS_DIR / f'{which}.yml'} with profile {ctx.profile.get('name')!r} overrides "
                   f"(train.axolotl, train.{which})")
-        validate_config(cfg, (ctx.profile.get("train") or {}).get("target_hardware"), source)
+        validate_config(cfg, hardware, source)
 
 
 # ================================================================== CLI
@@ -742,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
             names = ORDER
             force = set(ORDER if args.force else ORDER[ORDER.index(args.from_stage):] if args.from_stage else [])
         else:
-            names = [args.command]
+            names = [args.command] if args.command in ORDER else []  # `plan` runs nothing
             force = set(names) if args.force else set()
         preflight(ctx, names, shard=getattr(args, "shard", None), force=force)
     except DataError as e:

@@ -23,7 +23,7 @@ def secrets() -> list[str]:
 
 
 def redact(text: str) -> str:
-    for value in secrets():
+    for value in sorted(secrets(), key=len, reverse=True):  # a secret may be a prefix of another
         text = text.replace(value, "***")
     return text
 

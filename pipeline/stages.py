@@ -108,7 +108,7 @@ def generate(ctx: RunContext, shard: str | None = None) -> dict:
             atomic_write_jsonl(work / "requests.jsonl", requests)
             job = _generation_job(ctx, ctx.model_dir("stage1"), work / "requests.jsonl", work / "shards", sampling,
                                   shard=shard, seed=gen["seed"] + attempt)
-            rounds.append({"backend": session.backend, **session.run(job)})
+            rounds.append(session.run(job))
             results, missing = ShardStore(work / "shards").merged([r["id"] for r in requests])
             if shard:
                 continue  # one machine's share: QC and merge happen in the unsharded run
@@ -130,7 +130,8 @@ def generate(ctx: RunContext, shard: str | None = None) -> dict:
     atomic_write_jsonl(ctx.generations / "reasonings.jsonl", rows)
     stats = {"prompts": sum(r["requests"] for r in rounds), "output_tokens": sum(r["output_tokens"] for r in rounds),
              "wall_seconds": sum(r["seconds"] for r in rounds), "rounds": rounds,
-             "backend": rounds[0]["backend"] if rounds else None, "kept": len(rows), "dropped": len(todo),
+             "backend": rounds[0]["backend"] if rounds else None,
+             "backend_version": rounds[0]["backend_version"] if rounds else None, "kept": len(rows), "dropped": len(todo),
              "qc": qc.stats.to_dict()}
     stats["output_tokens_per_s"] = stats["output_tokens"] / stats["wall_seconds"] if stats["wall_seconds"] else None
     atomic_write_json(ctx.generations / "generation_stats.json", stats)
@@ -175,7 +176,7 @@ def predict(ctx: RunContext) -> dict:
         job = _generation_job(ctx, ctx.model_dir(model_dir), work / "requests.jsonl", work / "shards", sampling,
                               guided_regex=regex)
         with _session(ctx, work, f"predict-{name}") as session:
-            stats = {"backend": session.backend, **session.run(job)}
+            stats = session.run(job)
         results, missing = ShardStore(work / "shards").merged([r["id"] for r in requests])
         if missing:
             raise DataError(f"{work / 'shards'}: {len(missing)} ids missing after prediction, e.g. {missing[:5]}")
@@ -189,7 +190,8 @@ def predict(ctx: RunContext) -> dict:
         atomic_write_jsonl(ctx.predictions(name), rows)
         acc = sum(r["pred"] == r["gold"] for r in rows) / max(len(rows), 1)
         info[name] = {"n": len(rows), "accuracy": acc, "invalid": sum(not r["valid"] for r in rows),
-                      "backend": stats["backend"], "seconds": stats["seconds"]}
+                      "backend": stats["backend"], "backend_version": stats["backend_version"],
+                      "seconds": stats["seconds"]}
         print(f"predict[{name}]: accuracy {acc:.3f} on {len(rows)} test rows, {info[name]['invalid']} invalid")
     return info
 

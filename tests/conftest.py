@@ -34,7 +34,9 @@ def orchestrate(*args: str, check: bool = True, timeout: int = 1500, env: dict |
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    """`orchestrate.py all --profile tiny` once for the session: the demo, as CI runs it."""
-    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    """`orchestrate.py all --profile tiny` once for the session: the demo, as CI runs it.
+
+    TINY_RUN_DIR=DIR reuses (and completes) a run directory across sessions while developing."""
+    run_dir = Path(os.environ["TINY_RUN_DIR"]) if os.environ.get("TINY_RUN_DIR") else tmp_path_factory.mktemp("tiny") / "run"
     orchestrate("all", "--profile", "tiny", "--run-dir", str(run_dir))
     return run_dir

@@ -16,13 +16,9 @@ float32 and with the tiny profile's engine settings.
   row of all three models). The bar is 0.9 (at most 3 of 32 near-tie flips) so that a
   systematic difference (a template, special-token, EOS, padding or dtype bug, which
   changes most outputs) fails while a rare tie does not.
-
-Set TINY_RUN_DIR to a finished `orchestrate.py all --profile tiny` run to test it
-instead of building one (the `tiny_run` fixture).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -38,9 +34,8 @@ MIN_SHARE_IDENTICAL = 0.9
 
 
 @pytest.fixture(scope="module")
-def run_dir(request) -> Path:
-    reuse = os.environ.get("TINY_RUN_DIR")
-    return Path(reuse).resolve() if reuse else request.getfixturevalue("tiny_run")
+def run_dir(tiny_run) -> Path:
+    return Path(tiny_run).resolve()
 
 
 def test_transformers_and_vllm_agree_on_greedy_generation(run_dir, tmp_path, record_property):

@@ -24,14 +24,17 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import prompts
-from pipeline.config import ROOT, RunContext, TaskSpec, load_profile
-from pipeline.generation.launch import vllm_python
-from pipeline.io import atomic_write_jsonl, read_jsonl
-from pipeline.procs import tool_env
-from pipeline.stages import _engine_config, build_stage2
-from pipeline.tiny_model import BOS, EOT
-from tests.conftest import orchestrate
+os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")  # write_config imports Axolotl in this process
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from pipeline import prompts  # noqa: E402
+from pipeline.config import ROOT, RunContext, TaskSpec, load_profile  # noqa: E402
+from pipeline.generation.launch import vllm_python  # noqa: E402
+from pipeline.io import atomic_write_jsonl, read_jsonl  # noqa: E402
+from pipeline.procs import tool_env  # noqa: E402
+from pipeline.stages import _engine_config, build_stage2  # noqa: E402
+from pipeline.tiny_model import BOS, EOT  # noqa: E402
+from tests.conftest import orchestrate  # noqa: E402
 
 SETS = ("stage1", "stage2", "baseline")
 N_ROWS = 12
@@ -60,6 +63,7 @@ class Prepared:
     vllm_out: Path | None = None
     vllm_log: Path | None = None
     vllm_reason: str = ""
+    vllm_started: float = 0.0
     seconds: dict = field(default_factory=dict)
     _vllm_ids: dict | None = None
 
@@ -77,6 +81,7 @@ class Prepared:
                 tail = self.vllm_log.read_text(errors="replace")[-4000:]
                 raise AssertionError(f"vLLM helper exited {rc}:\n{tail}")
             self._vllm_ids = json.loads(self.vllm_out.read_text())["prompt_token_ids"]
+            print(f"vLLM helper finished {time.perf_counter() - self.vllm_started:.1f}s after it started")
         return self._vllm_ids
 
 
@@ -172,6 +177,7 @@ def prepared(tmp_path_factory) -> Prepared:
         reason = "no vLLM environment (.venv-vllm or VLLM_PYTHON with vllm importable)"
     else:  # started now: it runs while Axolotl preprocesses
         vllm_proc, vllm_out, vllm_log = _start_vllm(ctx, examples, work)
+    vllm_started = time.perf_counter()
 
     procs = {}
     try:
@@ -191,10 +197,11 @@ def prepared(tmp_path_factory) -> Prepared:
                 tail = Path(log.name).read_text(errors="replace")[-4000:]
                 raise AssertionError(f"axolotl preprocess {which} exited {rc}:\n{tail}")
         seconds["preprocess"] = time.perf_counter() - t0 - seconds["prepare"]
+        print(f"fixture timings (s): {seconds}")
 
         tok = AutoTokenizer.from_pretrained(ctx.base_model_dir)
         rows = {which: _pair(tok, _load_prepared(ctx, which), examples[which]) for which in SETS}
-        state = Prepared(ctx, tok, examples, rows, vllm_proc, vllm_out, vllm_log, reason, seconds)
+        state = Prepared(ctx, tok, examples, rows, vllm_proc, vllm_out, vllm_log, reason, vllm_started, seconds)
         yield state
     finally:
         for proc, log in procs.values():

@@ -83,7 +83,10 @@ def test_training_loss_falls_and_manifest_records_each_run(tiny_run):
 def test_generation_used_vllm_when_its_environment_exists(tiny_run):
     stats = json.loads((tiny_run / "generations/generation_stats.json").read_text())
     expected = "vllm" if vllm_python() else "transformers"
-    assert stats["backend"] == expected
+    assert stats["backend"] == expected and stats["backend_version"]
+    manifest = _manifest(tiny_run)["stages"]
+    assert manifest["generate"]["info"]["backend_version"] == stats["backend_version"]
+    assert {m["backend"] for m in manifest["predict"]["info"].values()} == {expected}
     assert stats["kept"] + stats["dropped"] == len(read_jsonl(tiny_run / "data/task/train.jsonl"))
     assert stats["output_tokens"] > 0 and stats["output_tokens_per_s"] > 0
     rows = read_jsonl(tiny_run / "generations/reasonings.jsonl")

@@ -7,9 +7,6 @@ same tokenizer (so the same prompt token ids), and decodes greedily with the sam
 engine settings (dtype, max_model_len, max_tokens) as predict's offline `LLM.chat`,
 so the same tokens come out. Any difference is a serving bug (wrong template, a
 default system prompt, a second BOS, a different dtype or token budget), not noise.
-
-Set TINY_RUN_DIR to a finished `orchestrate.py all --profile tiny` run to test it
-instead of building one (the `tiny_run` fixture).
 """
 from __future__ import annotations
 
@@ -30,18 +27,17 @@ from pipeline.generation.launch import vllm_python
 from pipeline.generation.shards import ShardStore
 from pipeline.io import read_jsonl
 from pipeline.procs import tool_env
+from postprocess.labels import label_regex
 
-pytestmark = [pytest.mark.vllm,
-              pytest.mark.skipif(vllm_python() is None, reason="no vLLM environment (.venv-vllm or VLLM_PYTHON)")]
+needs_vllm = pytest.mark.skipif(vllm_python() is None, reason="no vLLM environment (.venv-vllm or VLLM_PYTHON)")
 
 HEALTH_TIMEOUT_S = 240
 N_TEXTS = 6
 
 
 @pytest.fixture(scope="module")
-def run_dir(request) -> Path:
-    reuse = os.environ.get("TINY_RUN_DIR")
-    return Path(reuse).resolve() if reuse else request.getfixturevalue("tiny_run")
+def run_dir(tiny_run) -> Path:
+    return Path(tiny_run).resolve()
 
 
 def _free_port() -> int:
@@ -96,7 +92,9 @@ def server(run_dir, tmp_path_factory):
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
-    env = tool_env(offline=True, extra={k: str(v) for k, v in (gen.get("worker_env") or {}).items()})
+    # the CPU backend's settings only (KV cache size): the worker's other switches are for the offline engine
+    env = tool_env(offline=True, extra={k: str(v) for k, v in (gen.get("worker_env") or {}).items()
+                                        if k.startswith("VLLM_CPU_")})
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(server_command(model_dir, port, gen), cwd=ROOT, env=env, stdout=log,
@@ -123,20 +121,26 @@ def test_snippet_prompt_is_the_one_predict_asks(run_dir):
     """Messages equality: the client's request body carries predict's exact messages."""
     task = TaskSpec.load("emotion")
     asked = {r["id"]: r["messages"] for r in read_jsonl(run_dir / "predictions" / ".work-reasoning" / "requests.jsonl")}
+    predict_cfg = load_profile("tiny")["predict"]
     for row in _sample(read_jsonl(run_dir / "data" / "task" / "test.jsonl"), 50):
-        body = build_request(row["text"], "m", task, profile="tiny")
+        body = build_request(row["text"], "m", task, profile="tiny", constrained=True)
         assert body["messages"] == asked[row["id"]]
-        assert body["temperature"] == 0 and body["max_tokens"] == load_profile("tiny")["predict"]["max_tokens"]["reasoning"]
+        assert body["temperature"] == 0 and body["max_tokens"] == predict_cfg["max_tokens"]["reasoning"]
+        assert body["structured_outputs"]["regex"] == label_regex(task.labels, task.answer_prefix, with_reasoning=True)
 
 
+@pytest.mark.vllm
+@needs_vllm
 def test_server_answers_what_predict_wrote(run_dir, server):
     base_url, model, log_path = server
     labels = TaskSpec.load("emotion").labels
     predicted = {r["id"]: r for r in read_jsonl(run_dir / "predictions" / "reasoning.jsonl")}
     shards = {r["id"]: r for r in ShardStore(run_dir / "predictions" / ".work-reasoning" / "shards").rows()}
+    constrained = bool(load_profile("tiny")["predict"].get("constrained_label"))  # as predict decoded
     mismatches = []
     for row in _sample(read_jsonl(run_dir / "data" / "task" / "test.jsonl"), N_TEXTS):
-        r = classify(base_url, row["text"], model, profile="tiny", timeout=120, return_token_ids=True)
+        r = classify(base_url, row["text"], model, profile="tiny", constrained=constrained, timeout=120,
+                     return_token_ids=True)
         # the response parses: a known label, or None reported as invalid with the raw text
         assert r["label"] is None or r["label"] in labels, r
         if r["label"] is None:
@@ -154,6 +158,8 @@ def test_server_answers_what_predict_wrote(run_dir, server):
         json.dumps(mismatches, indent=1, ensure_ascii=False)
 
 
+@pytest.mark.vllm
+@needs_vllm
 def test_server_honours_a_label_choice(run_dir, server):
     """Constrained decoding over the answer line: always a parsable label."""
     base_url, model, _ = server

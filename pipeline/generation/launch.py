@@ -48,7 +48,8 @@ def sub_shard(shard: str | None, j: int, m: int) -> str | None:
 
 
 def _sum_stats(stats: list[dict]) -> dict:
-    total = {k: sum(s[k] for s in stats) for k in ("requests", "skipped_done", "generated", "output_tokens", "prompt_tokens")}
+    total = {"backend": stats[0]["backend"], "backend_version": stats[0]["backend_version"]}
+    total |= {k: sum(s[k] for s in stats) for k in ("requests", "skipped_done", "generated", "output_tokens", "prompt_tokens")}
     total["seconds"] = max(s["seconds"] for s in stats)
     total["output_tokens_per_s"] = total["output_tokens"] / total["seconds"] if total["seconds"] else None
     return total

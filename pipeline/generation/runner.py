@@ -38,7 +38,8 @@ def run_job(job: dict, engine) -> dict:
     done = store.done_ids()
     pending = [r for r in requests if r["id"] not in done]
     size = max(1, int(job.get("chunk_size") or len(pending) or 1))
-    stats = {"requests": len(requests), "skipped_done": len(requests) - len(pending),
+    stats = {"backend": engine.name, "backend_version": engine.version,
+             "requests": len(requests), "skipped_done": len(requests) - len(pending),
              "generated": 0, "output_tokens": 0, "prompt_tokens": 0, "seconds": 0.0}
     bar = tqdm(total=len(pending), desc=f"generate[{engine.name}]", unit="req", dynamic_ncols=True)
     for start in range(0, len(pending), size):

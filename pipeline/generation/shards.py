@@ -30,16 +30,24 @@ class ShardStore:
         return {row["id"] for row in self.rows()}
 
     def write(self, rows: list[dict]) -> Path:
+        """Write the shard under a temporary name, then claim the next free part-N name
+        with a hard link, which fails rather than replaces: replicas sharing the folder
+        never overwrite each other's shard."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        index = len(self.shards())
-        while (path := self.dir / f"part-{index:05d}.jsonl").exists():
-            index += 1
         fd, tmp = tempfile.mkstemp(prefix=".part-", suffix=".tmp", dir=self.dir)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        index = len(self.shards())
+        while True:
+            path = self.dir / f"part-{index:05d}.jsonl"
+            try:
+                os.link(tmp, path)
+                break
+            except FileExistsError:
+                index += 1
+        os.unlink(tmp)
         return path
 
     def merged(self, expected_ids: list[str]) -> tuple[list[dict], list[str]]:
