@@ -18,7 +18,6 @@ for the classifiers, how often the parsed labels agree.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re

@@ -117,6 +117,17 @@ def _sample(rows: list[dict], n: int) -> list[dict]:
     return rows[::step][:n]
 
 
+def _texts_to_ask(test: list[dict], predicted: dict, n: int) -> list[dict]:
+    """One test row per distinct output predict wrote (the tiny stage-2 model often writes
+    the same reasoning for most texts), then evenly spaced rows, n at least."""
+    first_of: dict[str, dict] = {}
+    for row in test:
+        first_of.setdefault(predicted[row["id"]]["output"], row)
+    chosen = list(first_of.values())[:n]
+    ids = {r["id"] for r in chosen}
+    return chosen + [r for r in _sample(test, n) if r["id"] not in ids][:max(0, n - len(chosen))]
+
+
 def test_snippet_prompt_is_the_one_predict_asks(run_dir):
     """Messages equality: the client's request body carries predict's exact messages."""
     task = TaskSpec.load("emotion")
@@ -138,7 +149,7 @@ def test_server_answers_what_predict_wrote(run_dir, server):
     shards = {r["id"]: r for r in ShardStore(run_dir / "predictions" / ".work-reasoning" / "shards").rows()}
     constrained = bool(load_profile("tiny")["predict"].get("constrained_label"))  # as predict decoded
     mismatches = []
-    for row in _sample(read_jsonl(run_dir / "data" / "task" / "test.jsonl"), N_TEXTS):
+    for row in _texts_to_ask(read_jsonl(run_dir / "data" / "task" / "test.jsonl"), predicted, N_TEXTS):
         r = classify(base_url, row["text"], model, profile="tiny", constrained=constrained, timeout=120,
                      return_token_ids=True)
         # the response parses: a known label, or None reported as invalid with the raw text
@@ -160,11 +171,14 @@ def test_server_answers_what_predict_wrote(run_dir, server):
 
 @pytest.mark.vllm
 @needs_vllm
-def test_server_honours_a_label_choice(run_dir, server):
-    """Constrained decoding over the answer line: always a parsable label."""
+def test_server_honours_constrained_decoding(run_dir, server):
+    """Structured outputs through the server: a choice of answer lines, and predict's
+    `constrained_label` regex (reasoning, blank line, label line); both always parse."""
     base_url, model, _ = server
     task = TaskSpec.load("emotion")
     choices = [f"{task.answer_prefix} {label}" for label in task.labels]
     text = read_jsonl(run_dir / "data" / "task" / "test.jsonl")[0]["text"]
     r = classify(base_url, text, model, profile="tiny", max_tokens=8, structured_outputs={"choice": choices})
     assert r["output"] in choices and r["label"] in task.labels, r["output"]
+    r = classify(base_url, text, model, profile="tiny", constrained=True)
+    assert r["finish_reason"] == "stop" and r["label"] in task.labels, r["output"]
