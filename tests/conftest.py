@@ -4,6 +4,7 @@ many tests inspect."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,10 +34,15 @@ def orchestrate(*args: str, check: bool = True, timeout: int = 1500, env: dict |
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
+def tiny_run(tmp_path_factory, pytestconfig) -> Path:
     """`orchestrate.py all --profile tiny` once for the session: the demo, as CI runs it.
 
     TINY_RUN_DIR=DIR reuses (and completes) a run directory across sessions while developing."""
     run_dir = Path(os.environ["TINY_RUN_DIR"]) if os.environ.get("TINY_RUN_DIR") else tmp_path_factory.mktemp("tiny") / "run"
-    orchestrate("all", "--profile", "tiny", "--run-dir", str(run_dir))
+    out = orchestrate("all", "--profile", "tiny", "--run-dir", str(run_dir)).stdout
+    keep = re.compile(r"^\[[a-z0-9-]+\] |^generate( round \d+)?: |^predict\[|Initializing a V1 LLM engine")
+    shown = [line for line in out.splitlines() if keep.search(line)]
+    with pytestconfig.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
+        print("\n--- tiny demo run (orchestrate.py all --profile tiny), stage and engine lines ---")
+        print("\n".join(line[:300] for line in shown))
     return run_dir

@@ -17,6 +17,7 @@ class TransformersEngine:
 
         self.version = transformers.__version__
         self.torch = torch
+        torch.manual_seed(seed)  # one random stream per engine, like vLLM's LLM(seed=...)
         self.chat_template = chat_template
         self.batch_size = int(engine.get("batch_size", 16))
         self.tok = AutoTokenizer.from_pretrained(model)
