@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="generation backend (default: the profile's, auto)")
     common.add_argument("--gpus", type=int, help="GPUs for training (Axolotl's accelerate launcher when > 1)")
     common.add_argument("--force", action="store_true", help="rerun the stage(s) even if up to date")
+    common.add_argument("--check", action="store_true",
+                        help="only validate data, templates, model access, devices, disk and configs (preflight)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
     for name, text in STAGE_HELP.items():
         p = sub.add_parser(name, parents=[common], help=text, description=text)
@@ -71,11 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(render(estimate(ctx, args.gpu_tflops, args.mfu, args.gen_tok_s), args.gpu_tflops, args.mfu, args.gen_tok_s))
             return 0
-        if args.command == "generate" and args.shard:
-            preflight(ctx, ["generate"], shard=args.shard, force={"generate"})
-            with RunLock(ctx.run_dir):
-                generate(ctx, shard=args.shard)
-            return 0
+        shard = getattr(args, "shard", None)
         if args.command == "all":
             names = ORDER
             if args.from_stage and args.from_stage not in ORDER:
@@ -83,9 +81,15 @@ def main(argv: list[str] | None = None) -> int:
             force = set(ORDER if args.force else ORDER[ORDER.index(args.from_stage):] if args.from_stage else [])
         else:
             names = [args.command]
-            force = set(names) if args.force else set()
-        preflight(ctx, names, force=force)  # outside the lock: run_stages takes it
-        run_stages(ctx, names, force)
+            force = set(names) if args.force or shard else set()
+        preflight(ctx, names, shard=shard, force=force)  # outside the lock: run_stages takes it
+        if args.check:
+            return 0
+        if shard:
+            with RunLock(ctx.run_dir):
+                generate(ctx, shard=shard)
+        else:
+            run_stages(ctx, names, force)
     except (DataError, StageFailed) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -48,13 +48,19 @@ def _load_yaml(path: Path) -> dict:
     return data
 
 
-def load_profile(name_or_path: str) -> dict:
+def spec_path(name_or_path: str, folder: Path, kind: str) -> Path:
+    """folder/<name>.yml for a bare name, else the path given; a missing one lists the known names."""
     path = Path(name_or_path)
     if not path.suffix:
-        path = PROFILES_DIR / f"{name_or_path}.yml"
+        path = folder / f"{name_or_path}.yml"
     if not path.exists():
-        known = sorted(p.stem for p in PROFILES_DIR.glob("*.yml"))
-        raise DataError(f"profile {name_or_path!r} not found; known profiles: {', '.join(known)}")
+        known = sorted(p.stem for p in folder.glob("*.yml"))
+        raise DataError(f"{path}: no such {kind}; known: {', '.join(known)} (or give a path to a .yml)")
+    return path
+
+
+def load_profile(name_or_path: str) -> dict:
+    path = spec_path(name_or_path, PROFILES_DIR, "profile")
     data = _load_yaml(path)
     parent = data.pop("inherit", None)
     profile = deep_merge(load_profile(parent), data) if parent else data
@@ -75,9 +81,7 @@ class TaskSpec:
 
     @classmethod
     def load(cls, name_or_path: str) -> "TaskSpec":
-        path = Path(name_or_path)
-        if not path.suffix:
-            path = TASKS_DIR / f"{name_or_path}.yml"
+        path = spec_path(name_or_path, TASKS_DIR, "task spec")
         data = _load_yaml(path)
         known = {f for f in cls.__dataclass_fields__ if f != "path"}
         unknown = sorted(set(data) - known)

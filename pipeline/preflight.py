@@ -33,8 +33,8 @@ tensor_parallel_size x data_parallel_size must not exceed the visible count). `c
 no GPU checks. A profile without the key is `cpu` when its generation.worker_env sizes
 vLLM's CPU KV cache (VLLM_CPU_KVCACHE_SPACE), else `cuda`.
 
-Also a CLI with orchestrate.py's arguments, that only checks:
-    python -m pipeline.preflight all --profile paper --data-dir ../shared/data/emotion
+Check only, with orchestrate.py's arguments:
+    python orchestrate.py all --profile paper --data-dir ../shared/data/emotion --check
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ from typing import Callable
 
 import yaml
 
-from pipeline.config import PROMPTS_DIR, TASKS_DIR, RunContext, TaskSpec
+from pipeline.config import PROMPTS_DIR, TASKS_DIR, RunContext, TaskSpec, spec_path
 from pipeline.data import read_table, read_text, read_text_label_file
 from pipeline.io import DataError
 
@@ -152,12 +152,7 @@ def _yaml_key_lines(path: Path) -> dict[str, int]:
 
 def load_task(name_or_path: str) -> TaskSpec:
     """TaskSpec.load, with errors that name the line of the offending key."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = TASKS_DIR / f"{name_or_path}.yml"
-    if not path.exists():
-        known = sorted(p.stem for p in TASKS_DIR.glob("*.yml"))
-        raise DataError(f"{path}: no such task spec; known tasks: {', '.join(known)} (or give a path to a .yml)")
+    path = spec_path(name_or_path, TASKS_DIR, "task spec")
     lines = _yaml_key_lines(path)
     known = [f for f in TaskSpec.__dataclass_fields__ if f != "path"]
     for key, line in lines.items():
@@ -663,35 +658,3 @@ def check_axolotl_configs(ctx: RunContext, training: list[str]) -> None:
         source = (f"{AXOLOTL_CONFIGS_DIR / f'{which}.yml'} with profile {ctx.profile.get('name')!r} overrides "
                   f"(train.axolotl, train.{which})")
         validate_config(cfg, hardware, source)
-
-
-# ================================================================== CLI
-def main(argv: list[str] | None = None) -> int:
-    """`python -m pipeline.preflight STAGE [orchestrate.py's options]`: check only, exit 2 on a problem."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from orchestrate import build_parser
-    from pipeline.config import load_profile
-    from pipeline.run import ORDER
-
-    args = build_parser().parse_args(argv)
-    try:
-        profile = load_profile(args.profile)
-        ctx = RunContext(profile, load_task(args.task), args.run_dir or f"runs/{profile['name']}",
-                         data_dir=args.data_dir, backend=args.backend, gpus=args.gpus)
-        if args.command == "all":
-            if args.from_stage and args.from_stage not in ORDER:
-                raise DataError(f"--from {args.from_stage!r}: choose one of {', '.join(ORDER)}")
-            names = ORDER
-            force = set(ORDER if args.force else ORDER[ORDER.index(args.from_stage):] if args.from_stage else [])
-        else:
-            names = [args.command] if args.command in ORDER else []  # `plan` runs nothing
-            force = set(names) if args.force else set()
-        preflight(ctx, names, shard=getattr(args, "shard", None), force=force)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

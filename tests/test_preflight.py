@@ -22,8 +22,10 @@ BAD = ROOT / "tests" / "bad_inputs"
 CASES = yaml.safe_load((BAD / "cases.yml").read_text(encoding="utf-8"))["cases"]
 
 
-def cli(*args: str, env: dict | None = None, module: str = "pipeline.preflight", timeout: int = 120):
-    proc = subprocess.run([sys.executable, "-m", module, *args] if module else [sys.executable, *args],
+def cli(*args: str, env: dict | None = None, check_only: bool = True, timeout: int = 120):
+    """orchestrate.py with `--check` (preflight only), or a plain python command line."""
+    cmd = [sys.executable, str(ROOT / "orchestrate.py"), *args, "--check"] if check_only else [sys.executable, *args]
+    proc = subprocess.run(cmd,
                           cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
                           env={**os.environ, **(env or {})})
     print(proc.stdout)
@@ -87,7 +89,7 @@ def test_full_shared_data_has_duplicates_which_warn_policy_keeps(tmp_path, share
 def test_orchestrate_runs_preflight_before_any_stage(tmp_path):
     """Wiring: orchestrate.py must call preflight before run_stages (fails until it does)."""
     proc = cli(str(ROOT / "orchestrate.py"), "prepare", "--profile", "tiny", "--data-dir",
-               str(BAD / "data" / "duplicate_texts"), "--run-dir", str(tmp_path / "run"), module="", timeout=300)
+               str(BAD / "data" / "duplicate_texts"), "--run-dir", str(tmp_path / "run"), check_only=False, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stdout, proc.stdout
     assert "duplicate_texts/train.txt:5: field 'text' duplicates line 2" in proc.stdout
     assert not (tmp_path / "run" / "models").exists()
@@ -276,7 +278,7 @@ def test_axolotl_configs_checked_only_when_training(tmp_path):
               f"preflight(RunContext(load_profile('tiny'), TaskSpec.load('emotion'), {str(tmp_path / 'r')!r}),"
               " ['prepare', 'generate', 'build-stage2', 'predict', 'evaluate']);"
               "print('axolotl imported:', 'axolotl' in sys.modules)")
-    proc = cli("-c", script, module="")
+    proc = cli("-c", script, check_only=False)
     assert proc.returncode == 0 and "axolotl imported: False" in proc.stdout
 
     ctx = ctx_for(tmp_path, train__axolotl__learning_rat=0.1)
