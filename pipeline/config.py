@@ -21,7 +21,6 @@ PROMPTS_DIR = ROOT / "prompts"
 AXOLOTL_CONFIGS_DIR = ROOT / "axolotl_configs"
 
 TRAINED_MODELS = ("stage1", "stage2", "baseline")
-PREDICTED_MODELS = ("baseline", "reasoning")
 
 
 def deep_merge(base: dict, over: dict) -> dict:

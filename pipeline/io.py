@@ -61,12 +61,8 @@ def iter_jsonl_lines(path: Path) -> Iterator[tuple[int, dict]]:
             yield lineno, obj
 
 
-def iter_jsonl(path: Path) -> Iterator[dict]:
-    return (obj for _, obj in iter_jsonl_lines(path))
-
-
 def read_jsonl(path: Path) -> list[dict]:
-    return list(iter_jsonl(path))
+    return [obj for _, obj in iter_jsonl_lines(path)]
 
 
 def read_json(path: Path) -> Any:
