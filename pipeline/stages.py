@@ -108,10 +108,9 @@ def generate(ctx: RunContext, shard: str | None = None) -> dict:
             atomic_write_jsonl(work / "requests.jsonl", requests)
             job = _generation_job(ctx, ctx.model_dir("stage1"), work / "requests.jsonl", work / "shards", sampling,
                                   shard=shard, seed=gen["seed"] + attempt)
-            done_before = len(ShardStore(work / "shards").done_ids())
             rounds.append(session.run(job))
             results, missing = ShardStore(work / "shards").merged([r["id"] for r in requests])
-            print(f"generate round {attempt}: {len(requests)} ids, {done_before} found in shards "
+            print(f"generate round {attempt}: {len(requests)} ids, {rounds[-1]['skipped_done']} found in shards "
                   f"(earlier or other machines' runs), {rounds[-1]['generated']} generated now, {len(missing)} missing")
             if shard:
                 continue  # one machine's share: QC and merge happen in the unsharded run

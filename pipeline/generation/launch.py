@@ -64,6 +64,8 @@ class GenerationSession:
         self.offline, self.worker_env, self.echo = offline, worker_env or {}, echo
         self.replicas = int(engine.get("data_parallel_size", 1)) if backend == "vllm" else 1
         self.procs: list[subprocess.Popen] = []
+        self.pumps: list[threading.Thread] = []
+        self.log = None
         self.engine = None
         self.jobs = 0
 
@@ -79,9 +81,9 @@ class GenerationSession:
                 p.wait(timeout=120)
             except subprocess.TimeoutExpired:
                 p.kill()
-        for t in getattr(self, "pumps", []):
+        for t in self.pumps:
             t.join(timeout=10)
-        if getattr(self, "log", None):
+        if self.log:
             self.log.close()
 
     def _start_workers(self) -> None:
@@ -90,7 +92,6 @@ class GenerationSession:
         tp = int(self.engine_cfg.get("tensor_parallel_size", 1))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log = open(self.log_path, "a", encoding="utf-8")
-        self.pumps = []
         for j in range(self.replicas):
             replica_env = dict(env)
             if self.replicas > 1:
