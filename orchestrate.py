@@ -10,6 +10,7 @@ Every stage reads its inputs from the run directory and writes its outputs there
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 STAGE_HELP = {
@@ -100,4 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # `kill PID` (and a scheduler's preemption) stops the run the way Ctrl-C does: the stage
+    # is recorded as interrupted and its children are stopped before we exit.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     sys.exit(main())

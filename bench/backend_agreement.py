@@ -120,7 +120,7 @@ def run_backend(ctx: RunContext, backend: str, model_dir: Path, requests: list[d
     atomic_write_jsonl(work / "requests.jsonl", requests)
     job = _generation_job(ctx, model_dir, work / "requests.jsonl", work / "shards", sampling)
     t0 = time.perf_counter()
-    with GenerationSession(backend, _engine_config(ctx), work, work / "session.log", offline=True,
+    with GenerationSession(backend, _engine_config(ctx), work / "session.log", offline=True,
                            worker_env=ctx.generation.get("worker_env"), echo=echo) as session:
         stats = session.run(job)
     wall = time.perf_counter() - t0

@@ -47,7 +47,7 @@ def bench_backend(ctx, backend: str, model_dir: Path, requests: list[dict], work
     warm_job = _generation_job(ctx, model_dir, work / "warmup.jsonl", work / "warmup", sampling)
     job = _generation_job(ctx, model_dir, work / "requests.jsonl", work / "shards", sampling)
     t_open = time.perf_counter()
-    with GenerationSession(backend, _engine_config(ctx), work, work / "session.log", offline=True,
+    with GenerationSession(backend, _engine_config(ctx), work / "session.log", offline=True,
                            worker_env=gen.get("worker_env"), echo=echo) as session:
         t0 = time.perf_counter()
         warm = session.run(warm_job)

@@ -1,17 +1,26 @@
-"""Wall time of every stage of a pipeline run, split into model compute and the rest.
+"""Wall time of every stage of a pipeline run: model compute, tool start-up, and our code.
 
     .venv/bin/python bench/pipeline_stages.py --run            # fresh tiny run, then the table
     .venv/bin/python bench/pipeline_stages.py RUN_DIR          # an existing run directory
 
-Model compute is the trainer's own `train_runtime` (Axolotl log) for training stages
-and the engine's generation seconds (stats) for generate/predict; everything else
-(process start-up, imports, loading, tokenising, saving, parsing, metrics) is overhead,
-so a change that slows the orchestrator shows here. Writes bench/results/pipeline_stages.json.
+Per stage, from the manifest and the tools' own logs:
+- model: the trainer's `train_runtime` (Axolotl log); the engine's generation seconds.
+- start-up: what each tool process costs before it computes and after, whatever the data
+  size: for training, the `axolotl train` process (imports of torch, transformers and
+  Axolotl, tokenising, model load, saving); for generate/predict, the vLLM worker's import
+  and engine start (`engine_start_s`, measured inside the worker).
+- ours: everything left, i.e. the orchestrator's own work: config resolution and schema
+  validation, rendering prompts, reading and writing JSONL, QC and label parsing, metrics,
+  plots, the report; prepare, build-stage2 and evaluate are entirely ours.
+With --run, a first row holds the orchestrator's start-up and preflight (the run's wall
+time minus its stages). So a change that slows the orchestrator shows in "ours".
+Writes bench/results/pipeline_stages.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import subprocess
@@ -23,30 +32,38 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def model_seconds(run: Path, stage: str, info: dict) -> float:
-    if stage.startswith("train-"):
-        text = Path(info["log"]).read_text(errors="replace")
-        found = re.findall(r"'train_runtime': '?([0-9.]+)", text)
-        return float(found[-1]) if found else 0.0
-    if stage == "generate":
-        return sum(r["seconds"] for r in info.get("rounds", []))
-    if stage == "predict":
-        return sum(m["seconds"] for m in info.values())
-    return 0.0
+def split_stage(name: str, info: dict) -> tuple[float, float]:
+    """(model seconds, tool start-up seconds) of one stage."""
+    if name.startswith("train-"):
+        found = re.findall(r"'train_runtime': '?([0-9.]+)", Path(info["log"]).read_text(errors="replace"))
+        model = float(found[-1]) if found else 0.0
+        return model, None  # start-up: the rest of the stage after our own `orchestrator_s`
+    if name == "generate":
+        rounds = info.get("rounds", [])
+        return sum(r["seconds"] for r in rounds), sum(r.get("engine_start_s", 0.0) for r in rounds)
+    if name == "predict":
+        return sum(m["seconds"] for m in info.values()), sum(m.get("engine_start_s", 0.0) for m in info.values())
+    return 0.0, 0.0
 
 
-def table(run: Path) -> list[dict]:
+def row(stage: str, wall: float, model: float, startup: float) -> dict:
+    ours = wall - model - startup
+    return {"stage": stage, "wall_s": round(wall, 1), "model_s": round(model, 1), "startup_s": round(startup, 1),
+            "ours_s": round(ours, 1), "ours_share": round(ours / wall, 3) if wall else 0.0}
+
+
+def table(run: Path, run_wall: float | None = None) -> list[dict]:
     stages = json.loads((run / "manifest.json").read_text())["stages"]
     rows = []
     for name, rec in stages.items():
-        wall = rec.get("seconds") or 0.0
-        model = model_seconds(run, name, rec.get("info", {}))
-        rows.append({"stage": name, "wall_s": round(wall, 1), "model_s": round(model, 1),
-                     "overhead_s": round(wall - model, 1), "overhead_share": round((wall - model) / wall, 3) if wall else 0})
-    total = sum(r["wall_s"] for r in rows)
-    model = sum(r["model_s"] for r in rows)
-    rows.append({"stage": "total", "wall_s": round(total, 1), "model_s": round(model, 1),
-                 "overhead_s": round(total - model, 1), "overhead_share": round((total - model) / total, 3)})
+        wall, info = rec.get("seconds") or 0.0, rec.get("info", {})
+        model, startup = split_stage(name, info)
+        if startup is None:
+            startup = wall - model - info.get("orchestrator_s", 0.0)
+        rows.append(row(name, wall, model, startup))
+    if run_wall is not None:  # interpreter start, imports and preflight, before the first stage
+        rows.insert(0, row("start + preflight", run_wall - sum(r["wall_s"] for r in rows), 0.0, 0.0))
+    rows.append(row("total", *(sum(r[k] for r in rows) for k in ("wall_s", "model_s", "startup_s"))))
     return rows
 
 
@@ -56,17 +73,21 @@ def main() -> None:
     ap.add_argument("--run", action="store_true", help="run `orchestrate.py all --profile tiny` first")
     args = ap.parse_args()
     run = Path(args.run_dir or tempfile.mkdtemp(prefix="bench-tiny-")) / ("run" if args.run and not args.run_dir else "")
-    t0 = time.time()
+    run_wall = None
+    load = os.getloadavg()[0]
     if args.run:
+        t0 = time.perf_counter()
         subprocess.run([sys.executable, str(ROOT / "orchestrate.py"), "all", "--profile", "tiny", "--run-dir", str(run)],
                        check=True, cwd=ROOT)
-    rows = table(run)
-    print(f"{'stage':<16}{'wall s':>9}{'model s':>9}{'overhead s':>12}{'overhead':>10}")
+        run_wall = time.perf_counter() - t0
+    rows = table(run, run_wall)
+    print(f"{'stage':<18}{'wall s':>8}{'model s':>9}{'start-up s':>12}{'ours s':>8}{'ours':>7}")
     for r in rows:
-        print(f"{r['stage']:<16}{r['wall_s']:>9.1f}{r['model_s']:>9.1f}{r['overhead_s']:>12.1f}{r['overhead_share']:>10.0%}")
+        print(f"{r['stage']:<18}{r['wall_s']:>8.1f}{r['model_s']:>9.1f}{r['startup_s']:>12.1f}{r['ours_s']:>8.1f}"
+              f"{r['ours_share']:>7.0%}")
     out = {"command": " ".join(["python", "bench/pipeline_stages.py", *sys.argv[1:]]), "run_dir": str(run),
-           "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, no GPU", "rows": rows,
-           "elapsed_s": round(time.time() - t0, 1)}
+           "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU", "load_average_at_start": load,
+           "run_wall_s": None if run_wall is None else round(run_wall, 1), "rows": rows}
     (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
     (ROOT / "bench" / "results" / "pipeline_stages.json").write_text(json.dumps(out, indent=2) + "\n")
 

@@ -46,6 +46,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Callable
@@ -71,6 +72,7 @@ SAMPLE_REASONING = "The writer describes feeling calm and tired, which points to
 def preflight(ctx: RunContext, stages: list[str], *, shard: str | None = None,
               force: set[str] | frozenset = frozenset(), echo: bool = True) -> None:
     """Raise DataError (one message) for the first problem the given stages would hit."""
+    t0 = time.perf_counter()
     pending = pending_stages(ctx, stages, force)
     done: list[str] = []
     if shard is not None:
@@ -105,7 +107,8 @@ def preflight(ctx: RunContext, stages: list[str], *, shard: str | None = None,
         done += ["disk", "axolotl configs"]
     if echo:
         print(f"[preflight] ok: {', '.join(done) or 'nothing to check'} "
-              f"({', '.join(pending) or ('every stage up to date' if stages else 'no stage requested')})")
+              f"({', '.join(pending) or ('every stage up to date' if stages else 'no stage requested')}) "
+              f"in {time.perf_counter() - t0:.1f}s")
 
 
 def pending_stages(ctx: RunContext, stages: list[str], force=frozenset()) -> list[str]:

@@ -2,7 +2,8 @@
 
 The environment is built here once: telemetry off, the hub offline where the profile
 says so, W&B off unless asked, the venv's bin on PATH (axolotl execs `accelerate`).
-Secrets from the environment are masked in every log line we write.
+Secrets from the environment are masked in every log line we write. Every child runs
+under `die_with_parent.py`, so none outlives an orchestrator that was killed.
 """
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ SECRET_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY")
 
 class StageFailed(Exception):
     """An external tool exited non-zero; the message points at its log."""
+
+
+def tied_to_parent(cmd: list) -> list[str]:
+    """`cmd`, made to receive SIGTERM when this process dies (see die_with_parent.py)."""
+    return [sys.executable, str(Path(__file__).with_name("die_with_parent.py")), str(os.getpid()), *map(str, cmd)]
 
 
 def secrets() -> list[str]:
@@ -43,13 +49,24 @@ def tool_env(offline: bool, wandb: bool = False, extra: dict | None = None) -> d
     return env
 
 
+def stop(proc: subprocess.Popen, grace: float) -> int:
+    """SIGTERM, then SIGKILL if it is still running after `grace` seconds; the exit status."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        return proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
 def run_logged(cmd: list[str], log_path: Path, env: dict, cwd: Path | None = None, echo: bool = True) -> None:
     """Run `cmd`, appending its merged output (secrets masked) to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(redact(f"$ {' '.join(map(str, cmd))}\n"))
         log.flush()
-        proc = subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(tied_to_parent(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 env=env, cwd=cwd, text=True, errors="replace", bufsize=1)
         try:
             for line in proc.stdout:
@@ -58,9 +75,8 @@ def run_logged(cmd: list[str], log_path: Path, env: dict, cwd: Path | None = Non
                 if echo:
                     sys.stdout.write(line)
             rc = proc.wait()
-        except BaseException:
-            proc.kill()
-            proc.wait()
+        except BaseException:  # interrupted: SIGTERM lets a launcher stop its ranks
+            stop(proc, grace=30)
             raise
     if rc != 0:
         raise StageFailed(f"{cmd[0]} exited with status {rc}; see {log_path}")

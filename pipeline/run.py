@@ -64,8 +64,8 @@ def run_stages(ctx: RunContext, names: list[str], force: set[str] = frozenset(),
             old = manifest.stage(name).get("fingerprint")
             if name in force or (old and old != fps[name]):
                 _move_aside(ctx, st.state(ctx), old or "forced")
+            manifest.start(name, fps[name])  # recorded before it is announced: a kill after the line finds it
             print(f"[{name}] running")
-            manifest.start(name, fps[name])
             try:
                 info = st.run(ctx, **stage_kwargs.get(name, {}))
             except BaseException as e:

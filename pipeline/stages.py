@@ -64,7 +64,8 @@ def _request_seed(base: int, attempt: int, index: int) -> int:
 def _engine_config(ctx: RunContext) -> dict:
     gen = ctx.generation
     return {k: gen[k] for k in ("dtype", "max_model_len", "tensor_parallel_size", "data_parallel_size",
-                                "gpu_memory_utilization", "enable_prefix_caching", "enforce_eager", "batch_size")
+                                "gpu_memory_utilization", "enable_prefix_caching", "enable_chunked_prefill", "enforce_eager",
+                                "batch_size")
             if k in gen}
 
 
@@ -76,9 +77,9 @@ def _generation_job(ctx: RunContext, model: Path, requests: Path, out_dir: Path,
             "engine": _engine_config(ctx), "seed": gen["seed"] if seed is None else seed, "guided_regex": guided_regex}
 
 
-def _session(ctx: RunContext, work: Path, log_name: str) -> GenerationSession:
-    """One engine for all jobs of a stage on one model (vLLM start-up is the expensive part)."""
-    return GenerationSession(resolve_backend(ctx.generation["backend"]), _engine_config(ctx), work,
+def _session(ctx: RunContext, log_name: str) -> GenerationSession:
+    """One worker for all jobs of a stage (vLLM start-up is the expensive part)."""
+    return GenerationSession(resolve_backend(ctx.generation["backend"]), _engine_config(ctx),
                              ctx.log(log_name), ctx.profile["offline"], ctx.generation.get("worker_env"))
 
 
@@ -97,7 +98,7 @@ def generate(ctx: RunContext, shard: str | None = None) -> dict:
     qc = ReasoningQC(task.labels, task.answer_prefix, **ctx.profile["qc"])
     sampling = {k: gen[k] for k in ("temperature", "top_p", "max_tokens")}
     todo, kept, rounds = [r for r in train], {}, []
-    with _session(ctx, ctx.generations, "generate") as session:
+    with _session(ctx, "generate") as session:
         for attempt in range(1 + gen["max_retries"]):
             if not todo:
                 break
@@ -163,38 +164,40 @@ MODEL_DIRS = {"baseline": "baseline", "reasoning": "stage2"}
 
 
 def predict(ctx: RunContext) -> dict:
-    """Greedy decoding of both trained models on the test split; labels parsed, never crash."""
+    """Greedy decoding of both trained models on the test split; labels parsed, never crash.
+
+    Both models run in one worker: the second swaps the engine but not the process."""
     from postprocess.labels import label_regex, parse_label
 
     task, test = ctx.task, read_jsonl(ctx.task_split("test"))
     info = {}
-    for name, model_dir in MODEL_DIRS.items():
-        work = ctx.run_dir / "predictions" / f".work-{name}"
-        requests = [{"id": r["id"], "messages": prompts.classify_messages(task, r["text"])} for r in test]
-        atomic_write_jsonl(work / "requests.jsonl", requests)
-        sampling = {"temperature": 0.0, "top_p": 1.0, "max_tokens": ctx.profile["predict"]["max_tokens"][name]}
-        regex = label_regex(task.labels, task.answer_prefix, with_reasoning=name == "reasoning") \
-            if ctx.profile["predict"].get("constrained_label") else None
-        job = _generation_job(ctx, ctx.model_dir(model_dir), work / "requests.jsonl", work / "shards", sampling,
-                              guided_regex=regex)
-        with _session(ctx, work, f"predict-{name}") as session:
-            stats = session.run(job)
-        results, missing = ShardStore(work / "shards").merged([r["id"] for r in requests])
-        if missing:
-            raise DataError(f"{work / 'shards'}: {len(missing)} ids missing after prediction, e.g. {missing[:5]}")
-        rows = []
-        for r, res in zip(test, results):
-            pred = parse_label(res["output"], task.labels, task.answer_prefix)
-            rows.append({"id": r["id"], "text": r["text"], "gold": r["label"], "pred": pred, "valid": pred is not None,
-                         "output": res["output"], "output_tokens": res["output_tokens"],
-                         "prompt_tokens": len(res["prompt_token_ids"]), "seconds": res["seconds"],
-                         "backend": res["backend"], "backend_version": res["backend_version"]})
-        atomic_write_jsonl(ctx.predictions(name), rows)
-        acc = sum(r["pred"] == r["gold"] for r in rows) / max(len(rows), 1)
-        info[name] = {"n": len(rows), "accuracy": acc, "invalid": sum(not r["valid"] for r in rows),
-                      "backend": stats["backend"], "backend_version": stats["backend_version"],
-                      "seconds": stats["seconds"]}
-        print(f"predict[{name}]: accuracy {acc:.3f} on {len(rows)} test rows, {info[name]['invalid']} invalid")
+    with _session(ctx, "predict") as session:
+        for name, model_dir in MODEL_DIRS.items():
+            work = ctx.run_dir / "predictions" / f".work-{name}"
+            requests = [{"id": r["id"], "messages": prompts.classify_messages(task, r["text"])} for r in test]
+            atomic_write_jsonl(work / "requests.jsonl", requests)
+            sampling = {"temperature": 0.0, "top_p": 1.0, "max_tokens": ctx.profile["predict"]["max_tokens"][name]}
+            regex = label_regex(task.labels, task.answer_prefix, with_reasoning=name == "reasoning") \
+                if ctx.profile["predict"].get("constrained_label") else None
+            stats = session.run(_generation_job(ctx, ctx.model_dir(model_dir), work / "requests.jsonl",
+                                                work / "shards", sampling, guided_regex=regex))
+            results, missing = ShardStore(work / "shards").merged([r["id"] for r in requests])
+            if missing:
+                raise DataError(f"{work / 'shards'}: {len(missing)} ids missing after prediction, e.g. {missing[:5]}")
+            rows = []
+            for r, res in zip(test, results):
+                pred = parse_label(res["output"], task.labels, task.answer_prefix)
+                rows.append({"id": r["id"], "text": r["text"], "gold": r["label"], "pred": pred,
+                             "valid": pred is not None, "output": res["output"], "output_tokens": res["output_tokens"],
+                             "prompt_tokens": len(res["prompt_token_ids"]), "seconds": res["seconds"],
+                             "backend": res["backend"], "backend_version": res["backend_version"]})
+            atomic_write_jsonl(ctx.predictions(name), rows)
+            acc = sum(r["pred"] == r["gold"] for r in rows) / max(len(rows), 1)
+            info[name] = {"n": len(rows), "accuracy": acc, "invalid": sum(not r["valid"] for r in rows),
+                          "backend": stats["backend"], "backend_version": stats["backend_version"],
+                          "seconds": stats["seconds"], "engine_start_s": stats["engine_start_s"],
+                          "skipped_done": stats["skipped_done"]}
+            print(f"predict[{name}]: accuracy {acc:.3f} on {len(rows)} test rows, {info[name]['invalid']} invalid")
     return info
 
 

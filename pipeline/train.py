@@ -8,8 +8,11 @@ with the real `axolotl train` as a subprocess.
 """
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -99,11 +102,16 @@ def write_config(ctx: RunContext, which: str) -> Path:
 
 
 def train_command(config_path: Path, gpus: int) -> list[str]:
-    """`axolotl train`, through Axolotl's own accelerate launcher when gpus > 1."""
+    """`axolotl train`: Axolotl's accelerate launcher for gpus > 1; one process needs no launcher.
+
+    `--launcher python` trains in the `axolotl` process itself instead of re-executing
+    it under `accelerate launch`, which imports torch, transformers and Axolotl a second
+    time (~20 s per training on the tiny run, bench/README.md); the weights are identical.
+    """
     cmd = [str(Path(sys.executable).parent / "axolotl"), "train", str(config_path)]
     if gpus > 1:
-        cmd += ["--launcher", "accelerate", "--", "--num_processes", str(gpus)]
-    return cmd
+        return cmd + ["--launcher", "accelerate", "--", "--num_processes", str(gpus)]
+    return cmd + ["--launcher", "python"]
 
 
 _LOSS = re.compile(r"'loss': '?([0-9.eE+-]+)")
@@ -127,16 +135,49 @@ def count_trained_rows(ctx: RunContext, which: str) -> int | None:
     return sum(len(load_from_disk(str(d))) for d in dirs) if dirs else None
 
 
+def _step(checkpoint: Path) -> int:
+    return int(checkpoint.name.rsplit("-", 1)[1])
+
+
+def resume_point(ctx: RunContext, which: str) -> str | None:
+    """The checkpoint Axolotl will resume from, after setting aside any it could not resume from.
+
+    The Trainer writes trainer_state.json last, so a checkpoint killed mid-save has none
+    (or a truncated one); Axolotl's auto-resume would take it, being the newest, and fail.
+    Such checkpoints go to RUN/.stale/, never deleted."""
+    found = sorted((p for p in ctx.model_dir(which).glob("checkpoint-*") if p.name.rsplit("-", 1)[1].isdigit()),
+                   key=_step)
+    complete = []
+    for ckpt in found:
+        try:
+            json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+            complete.append(ckpt)
+        except (OSError, ValueError):
+            dest = ctx.run_dir / ".stale" / f"{which}-{ckpt.name}-incomplete-{int(time.time())}"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(ckpt), dest)
+            print(f"  {ckpt} was not completely saved; moved to {dest}")
+    return complete[-1].name if complete else None
+
+
 def run_training(ctx: RunContext, which: str, echo: bool = False) -> dict:
-    """Train one model; returns what the manifest records (config, log, losses, drops)."""
+    """Train one model (resuming from its last complete checkpoint); returns what the manifest
+    records (config, log, losses, drops, and the seconds spent here rather than in Axolotl)."""
+    t0 = time.perf_counter()
     config_path = write_config(ctx, which)
+    resumed_from = resume_point(ctx, which)
+    if resumed_from:
+        print(f"  resuming {which} from {resumed_from}")
     log_path = ctx.log(which)
     gpus = ctx.gpus or ctx.profile["train"].get("gpus", 1)
     env = tool_env(offline=ctx.profile["offline"], wandb=bool(ctx.profile["train"].get("wandb_project")))
+    ours = time.perf_counter() - t0
     run_logged(train_command(config_path, gpus), log_path, env, cwd=ctx.run_dir, echo=echo)
+    t1 = time.perf_counter()
     rows_in = sum(1 for line in open(ctx.train_set(which), encoding="utf-8") if line.strip())
     kept = count_trained_rows(ctx, which)
     losses = parse_losses(log_path.read_text(encoding="utf-8", errors="replace"))
     return {"config": str(config_path), "log": str(log_path), "model_dir": str(ctx.model_dir(which)),
-            "gpus": gpus, "rows_in": rows_in, "rows_trained": kept,
-            "rows_dropped": None if kept is None else rows_in - kept, **losses}
+            "gpus": gpus, "resumed_from": resumed_from, "rows_in": rows_in, "rows_trained": kept,
+            "rows_dropped": None if kept is None else rows_in - kept, **losses,
+            "orchestrator_s": round(ours + time.perf_counter() - t1, 3)}

@@ -33,6 +33,27 @@ def orchestrate(*args: str, check: bool = True, timeout: int = 1500, env: dict |
     return proc
 
 
+def survivors(procs: list, timeout: float) -> list:
+    """The processes still running after `timeout` s (zombies count as dead: a container's
+    PID 1 may never reap an orphan)."""
+    import time
+
+    import psutil
+
+    deadline = time.time() + timeout
+    while True:
+        alive = []
+        for p in procs:
+            try:
+                if p.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive or time.time() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, pytestconfig) -> Path:
     """`orchestrate.py all --profile tiny` once for the session: the demo, as CI runs it.

@@ -31,7 +31,7 @@ from pipeline import prompts  # noqa: E402
 from pipeline.config import ROOT, RunContext, TaskSpec, load_profile  # noqa: E402
 from pipeline.generation.launch import vllm_python  # noqa: E402
 from pipeline.io import atomic_write_jsonl, read_jsonl  # noqa: E402
-from pipeline.procs import tool_env  # noqa: E402
+from pipeline.procs import stop, tool_env  # noqa: E402
 from pipeline.stages import _engine_config, build_stage2  # noqa: E402
 from pipeline.tiny_model import BOS, EOT  # noqa: E402
 from tests.conftest import orchestrate  # noqa: E402
@@ -209,13 +209,8 @@ def prepared(tmp_path_factory) -> Prepared:
                 proc.kill()
                 proc.wait()
             log.close()
-        if vllm_proc is not None and vllm_proc.poll() is None:
-            vllm_proc.terminate()
-            try:
-                vllm_proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                vllm_proc.kill()
-                vllm_proc.wait()
+        if vllm_proc is not None:
+            stop(vllm_proc, grace=60)
 
 
 def _split(row: dict) -> int:

@@ -97,3 +97,16 @@ def test_generation_used_vllm_when_its_environment_exists(tiny_run):
 def test_rerun_skips_every_finished_stage(tiny_run):
     out = orchestrate("all", "--profile", "tiny", "--run-dir", str(tiny_run)).stdout
     assert out.count("up to date, skipped") == 8, out
+
+
+def test_bench_table_splits_every_stage_into_model_start_up_and_ours(tiny_run):
+    """bench/pipeline_stages.py reads what the stages record (train_runtime, engine start and
+    generation seconds, the orchestrator's own seconds), and they fit inside each stage's wall time."""
+    from bench.pipeline_stages import table
+
+    rows = {r["stage"]: r for r in table(Path(tiny_run))}
+    assert list(rows) == [*_manifest(tiny_run)["stages"], "total"]
+    for stage in ("train-stage1", "train-stage2", "train-baseline", "generate", "predict"):
+        assert rows[stage]["model_s"] > 0 and rows[stage]["startup_s"] > 0, rows[stage]
+        assert rows[stage]["ours_s"] >= -0.1, rows[stage]  # measured parts never exceed the wall time
+    assert 0 < rows["total"]["ours_share"] < 1

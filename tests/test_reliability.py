@@ -66,7 +66,7 @@ def _generate(job: dict, work: Path, delay: float = 0.0) -> dict:
             return out
 
         hf.TransformersEngine.generate = slow
-    with GenerationSession("transformers", job["engine"], work, work / "gen.log", offline=True, echo=False) as s:
+    with GenerationSession("transformers", job["engine"], work / "gen.log", offline=True, echo=False) as s:
         return s.run(job)
 
 
@@ -217,6 +217,52 @@ def test_lock_of_a_killed_process_is_released(tmp_path):
         holder.wait()
     with RunLock(tmp_path):  # the OS dropped the dead process's lock
         assert (tmp_path / ".lock").read_text() == str(os.getpid())
+
+
+def test_a_child_dies_with_its_killed_parent():
+    """An orphaned trainer or worker would keep writing into a run directory a rerun owns."""
+    import psutil
+
+    from tests.conftest import survivors
+
+    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, time; from pipeline.procs import tied_to_parent\n"
+                               "tied = subprocess.Popen(tied_to_parent(['sleep', '300']))\n"
+                               "plain = subprocess.Popen(['sleep', '300'])\n"
+                               "print(tied.pid, plain.pid, flush=True); time.sleep(300)"],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    tied, plain = (psutil.Process(int(pid)) for pid in parent.stdout.readline().split())
+    try:
+        deadline = time.time() + 30
+        while tied.cmdline()[:1] != ["sleep"]:  # die_with_parent has exec'd the command
+            assert time.time() < deadline, tied.cmdline()
+            time.sleep(0.05)
+        parent.kill()
+        parent.wait()
+        assert survivors([tied], timeout=10) == []
+        assert survivors([plain], timeout=1) == [plain]  # without the guard, the orphan lives on
+    finally:
+        for p in (tied, plain):
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+
+
+def test_an_incompletely_saved_checkpoint_is_set_aside_before_resuming(tmp_path):
+    from pipeline.train import resume_point
+
+    ctx = tiny_ctx(tmp_path / "run")
+    models = ctx.model_dir("stage1")
+    for step, state in ((50, '{"global_step": 50}'), (100, '{"global_step": 100}'), (150, '{"global_st'), (200, None)):
+        (models / f"checkpoint-{step}").mkdir(parents=True)
+        (models / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"weights")
+        if state is not None:  # the Trainer writes trainer_state.json last
+            (models / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    assert resume_point(ctx, "stage1") == "checkpoint-100"
+    assert sorted(p.name for p in models.iterdir()) == ["checkpoint-100", "checkpoint-50"]
+    stale = sorted(p.name.rsplit("-", 1)[0] for p in (ctx.run_dir / ".stale").iterdir())
+    assert stale == ["stage1-checkpoint-150-incomplete", "stage1-checkpoint-200-incomplete"]
+    assert resume_point(tiny_ctx(tmp_path / "fresh"), "stage1") is None
 
 
 # ================================================================== manifest: what is skipped

@@ -16,6 +16,7 @@ class TransformersEngine:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.version = transformers.__version__
+        self.model_path = model
         self.torch = torch
         torch.manual_seed(seed)  # one random stream per engine, like vLLM's LLM(seed=...)
         self.chat_template = chat_template
@@ -63,3 +64,8 @@ class TransformersEngine:
                 results[i] = {"id": requests[i]["id"], "output": text, "prompt_token_ids": prompts[i],
                               "output_tokens": len(gen), "finish_reason": "length" if stop is None else "stop"}
         return [results[i] for i in range(len(requests))]
+
+    def close(self) -> None:
+        del self.model
+        if self.torch.cuda.is_available():
+            self.torch.cuda.empty_cache()

@@ -1,6 +1,7 @@
-"""Choose a backend and open a generation session on one model: in-process
-(transformers) or worker processes in the vLLM environment, one per data-parallel
-replica, each keeping its engine alive across the session's jobs.
+"""Choose a backend and open a generation session: in-process (transformers) or
+worker processes in the vLLM environment, one per data-parallel replica, each keeping
+its engine alive across the session's jobs and swapping it only when a job names
+another model (predict runs both trained models in one worker).
 
 `--backend auto` picks vLLM whenever its environment is present (VLLM_PYTHON, else
 ROOT/.venv-vllm/bin/python with vllm importable), else transformers.
@@ -10,12 +11,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from pathlib import Path
 
 from pipeline.config import ROOT
 from pipeline.io import DataError, atomic_write_json, read_json
-from pipeline.procs import StageFailed, redact, tool_env
+from pipeline.procs import StageFailed, redact, tied_to_parent, tool_env
 
 
 def vllm_python() -> Path | None:
@@ -51,16 +54,21 @@ def _sum_stats(stats: list[dict]) -> dict:
     total = {"backend": stats[0]["backend"], "backend_version": stats[0]["backend_version"]}
     total |= {k: sum(s[k] for s in stats) for k in ("requests", "skipped_done", "generated", "output_tokens", "prompt_tokens")}
     total["seconds"] = max(s["seconds"] for s in stats)
+    total["engine_start_s"] = max(s["engine_start_s"] for s in stats)  # replicas start side by side
     total["output_tokens_per_s"] = total["output_tokens"] / total["seconds"] if total["seconds"] else None
     return total
 
 
 class GenerationSession:
-    """`with GenerationSession(...) as s: s.run(job)`: one engine per replica for many jobs."""
+    """`with GenerationSession(...) as s: s.run(job)`: one engine per replica for many jobs.
 
-    def __init__(self, backend: str, engine: dict, work_dir: Path, log_path: Path, offline: bool,
+    Job and stats files for the workers live in a private temporary directory, so that
+    machines sharing a run directory (`--shard i/N`) never read each other's jobs.
+    """
+
+    def __init__(self, backend: str, engine: dict, log_path: Path, offline: bool,
                  worker_env: dict | None = None, echo: bool = True):
-        self.backend, self.engine_cfg, self.work_dir, self.log_path = backend, engine, Path(work_dir), Path(log_path)
+        self.backend, self.engine_cfg, self.log_path = backend, engine, Path(log_path)
         self.offline, self.worker_env, self.echo = offline, worker_env or {}, echo
         self.replicas = int(engine.get("data_parallel_size", 1)) if backend == "vllm" else 1
         self.procs: list[subprocess.Popen] = []
@@ -68,14 +76,17 @@ class GenerationSession:
         self.log = None
         self.engine = None
         self.jobs = 0
+        self.tmp = tempfile.TemporaryDirectory(prefix="generation-session-")
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
         for p in self.procs:
             if p.stdin:
                 p.stdin.close()
+            if exc_type is not None:  # interrupted or failed: stop the job in flight, do not wait for it
+                p.terminate()
         for p in self.procs:
             try:
                 p.wait(timeout=120)
@@ -85,6 +96,9 @@ class GenerationSession:
             t.join(timeout=10)
         if self.log:
             self.log.close()
+        if self.engine is not None:
+            self.engine.close()
+        self.tmp.cleanup()
 
     def _start_workers(self) -> None:
         env = tool_env(self.offline, extra={k: str(v) for k, v in self.worker_env.items()})
@@ -98,7 +112,7 @@ class GenerationSession:
                 replica_env["CUDA_VISIBLE_DEVICES"] = ",".join(str(j * tp + g) for g in range(tp))
             cmd = [str(vllm_python()), "-m", "pipeline.generation.worker"]
             self.log.write(f"$ {' '.join(cmd)}\n")
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            proc = subprocess.Popen(tied_to_parent(cmd), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     env=replica_env, cwd=ROOT, text=True, errors="replace", bufsize=1)
             self.procs.append(proc)
             pump = threading.Thread(target=self._pump, args=(proc.stderr,), daemon=True)
@@ -119,17 +133,19 @@ class GenerationSession:
         self.jobs += 1
         if self.backend == "transformers":
             from pipeline.generation.runner import run_job
-            from pipeline.generation.worker import make_engine
+            from pipeline.generation.worker import engine_for
 
-            self.engine = self.engine or make_engine(job)
-            return run_job(job, self.engine)
+            t0 = time.perf_counter()
+            self.engine = engine_for(job, self.engine)
+            started = time.perf_counter() - t0
+            return {**run_job(job, self.engine), "engine_start_s": started}
         if not self.procs:
             self._start_workers()
         stats_paths = []
         for j, proc in enumerate(self.procs):
             sub = {**job, "shard": sub_shard(job.get("shard"), j, self.replicas),
-                   "stats_path": str(self.work_dir / f"stats-{self.jobs}-{j}.json")}
-            job_path = atomic_write_json(self.work_dir / f"job-{self.jobs}-{j}.json", sub)
+                   "stats_path": str(Path(self.tmp.name) / f"stats-{self.jobs}-{j}.json")}
+            job_path = atomic_write_json(Path(self.tmp.name) / f"job-{self.jobs}-{j}.json", sub)
             proc.stdin.write(f"{job_path}\n")
             proc.stdin.flush()
             stats_paths.append(sub["stats_path"])

@@ -15,12 +15,15 @@ class VllmEngine:
         from vllm import LLM
 
         self.version = vllm.__version__
+        self.model_path = model
         self.chat_template = chat_template
         kwargs = dict(model=model, dtype=engine.get("dtype", "auto"), seed=seed,
                       max_model_len=engine.get("max_model_len"),
                       tensor_parallel_size=engine.get("tensor_parallel_size", 1),
                       enable_prefix_caching=engine.get("enable_prefix_caching", True),
                       enforce_eager=engine.get("enforce_eager", False))
+        if engine.get("enable_chunked_prefill") is not None:
+            kwargs["enable_chunked_prefill"] = engine["enable_chunked_prefill"]
         if engine.get("gpu_memory_utilization") and _has_cuda():
             kwargs["gpu_memory_utilization"] = engine["gpu_memory_utilization"]
         self.llm = LLM(**kwargs)
@@ -38,6 +41,17 @@ class VllmEngine:
         return [{"id": r["id"], "output": o.outputs[0].text, "prompt_token_ids": list(o.prompt_token_ids),
                  "output_tokens": len(o.outputs[0].token_ids), "finish_reason": o.outputs[0].finish_reason}
                 for r, o in zip(requests, outs)]
+
+    def close(self) -> None:
+        """Stop the engine core and free its memory, so another model can load in this process."""
+        import gc
+
+        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+        self.llm.llm_engine.engine_core.shutdown()
+        del self.llm
+        gc.collect()
+        cleanup_dist_env_and_memory()
 
 
 def _has_cuda() -> bool:

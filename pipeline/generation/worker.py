@@ -3,14 +3,18 @@
     .venv-vllm/bin/python -m pipeline.generation.worker < job paths, one a line
 
 Starting a vLLM engine costs far more than a small job, so the data engine's retry
-rounds all reuse one. Protocol on stdout: `DONE <stats path>` per finished job; all
-logging goes to stderr. vLLM spawns processes, so nothing runs at import time.
+rounds all reuse one; a job on another model swaps the engine but keeps the process
+and its imports (half of a worker's start-up). Protocol on stdout: `DONE <stats path>`
+per finished job; all logging goes to stderr. vLLM spawns processes, so nothing runs
+at import time.
 """
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import time
 
 
 def make_engine(job: dict):
@@ -21,9 +25,21 @@ def make_engine(job: dict):
     return Engine(job["model"], job["chat_template"], job["engine"], seed=job.get("seed", 0))
 
 
+def engine_for(job: dict, engine=None):
+    """`engine` when it already serves the job's model, else a new one (the old one closed first)."""
+    if engine is not None and engine.model_path == job["model"]:
+        return engine
+    if engine is not None:
+        engine.close()
+    return make_engine(job)
+
+
 def main() -> None:
     from pipeline.generation.runner import run_job
 
+    # Stopped by the session (or by die_with_parent): exit through Python so that vLLM's
+    # finalizers shut its engine-core processes down too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     # Keep the real stdout for the protocol only: everything else that writes to fd 1
     # (vLLM's engine processes, C++ warnings) is sent to stderr, which is logged.
     protocol = os.fdopen(os.dup(1), "w")
@@ -33,8 +49,10 @@ def main() -> None:
     for line in sys.stdin:
         with open(line.strip(), encoding="utf-8") as f:
             job = json.load(f)
-        engine = engine or make_engine(job)
-        stats = run_job(job, engine)
+        t0 = time.perf_counter()
+        engine = engine_for(job, engine)
+        started = time.perf_counter() - t0  # vLLM import and engine start (0 when reused)
+        stats = {**run_job(job, engine), "engine_start_s": started}
         tmp = job["stats_path"] + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(stats, f)
