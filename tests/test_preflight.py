@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from pipeline import preflight as pf
+from pipeline.preflight import inputs, resources, templates
 from pipeline.config import RunContext, TaskSpec, load_profile
 from pipeline.io import DataError
 
@@ -80,9 +81,9 @@ def test_full_shared_data_has_duplicates_which_warn_policy_keeps(tmp_path, share
     """All 16,000 train rows hold 31 duplicated texts (30 with conflicting labels)."""
     ctx = ctx_for(tmp_path, data_dir=shared_emotion, task_data__limit_train=None)
     with pytest.raises(DataError, match=r"train\.txt:5068: field 'text' duplicates line 1502 .*31 duplicated texts"):
-        pf.check_data_dir(ctx)
+        inputs.check_data_dir(ctx)
     ctx.profile["task_data"]["duplicate_texts"] = "warn"
-    rows = pf.check_data_dir(ctx)
+    rows = inputs.check_data_dir(ctx)
     assert len(rows["train"]) == 16000 and "warning:" in capsys.readouterr().err
 
 
@@ -132,10 +133,10 @@ def test_every_template_the_task_uses_is_rendered(tmp_path, monkeypatch, name, b
     prompts_dir = tmp_path / "prompts"
     shutil.copytree(ROOT / "prompts", prompts_dir)
     (prompts_dir / name).write_text(broken, encoding="utf-8")
-    monkeypatch.setattr(pf, "PROMPTS_DIR", prompts_dir)
+    monkeypatch.setattr(templates, "PROMPTS_DIR", prompts_dir)
     line = next(i for i, text in enumerate(broken.splitlines(), 1) if "{{" in text and fragment.split("'")[1] in text)
     with pytest.raises(DataError) as e:
-        pf.check_templates(TaskSpec.load("emotion"), {"text": "i feel fine", "label": "joy"})
+        templates.check_templates(TaskSpec.load("emotion"), {"text": "i feel fine", "label": "joy"})
     assert f"{prompts_dir / name}:{line}: " in str(e.value) and fragment in str(e.value)
 
 
@@ -146,7 +147,7 @@ def test_a_template_pipeline_prompts_cannot_load_is_reported(tmp_path):
     data["question_template"] = os.path.relpath(tmp_path / "q.jinja", ROOT / "prompts")
     spec.write_text(yaml.safe_dump(data))
     with pytest.raises(DataError, match=r"task\.yml: question_template .* cannot be loaded by pipeline/prompts\.py"):
-        pf.check_templates(TaskSpec.load(str(spec)), {"text": "i feel fine", "label": "joy"})
+        templates.check_templates(TaskSpec.load(str(spec)), {"text": "i feel fine", "label": "joy"})
 
 
 def test_prepared_split_with_duplicate_ids_is_reported(tmp_path):
@@ -202,7 +203,7 @@ def no_hub_token(monkeypatch):
 
 def test_paper_training_checks_token_then_gpu_then_disk(tmp_path, monkeypatch, no_hub_token):
     ctx = ctx_for(tmp_path, profile="paper")
-    monkeypatch.setattr(pf, "visible_gpus", lambda: 0)
+    monkeypatch.setattr(resources, "visible_gpus", lambda: 0)
     calls = []
     monkeypatch.setattr(pf, "check_axolotl_configs", lambda ctx, training: calls.append(training))
     with pytest.raises(DataError, match=r"meta-llama/Llama-3\.2-1B-Instruct' is gated .* no token was found"):
@@ -212,16 +213,16 @@ def test_paper_training_checks_token_then_gpu_then_disk(tmp_path, monkeypatch, n
     with pytest.raises(DataError, match=r"training \(train-stage1\) needs an NVIDIA GPU"):
         pf.preflight(ctx, ["train-stage1"])
 
-    monkeypatch.setattr(pf, "visible_gpus", lambda: 1)
+    monkeypatch.setattr(resources, "visible_gpus", lambda: 1)
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(pf.shutil, "disk_usage", lambda p: usage._replace(free=int(20e9)))
+    monkeypatch.setattr(resources.shutil, "disk_usage", lambda p: usage._replace(free=int(20e9)))
     # 1.236e9 params x (2 B weights x (2 checkpoints + final) + 4 B AdamW moments x 2 checkpoints) x 3 runs
     with pytest.raises(DataError, match=r"20\.0 GB free, but training .* about 51\.9 GB .*1\.236B parameters"):
         pf.preflight(ctx, ["train-stage1", "train-stage2", "train-baseline"])
     with pytest.raises(DataError, match="--gpus"):
         pf.preflight(RunContext(ctx.profile, ctx.task, ctx.run_dir, gpus=4), ["train-stage1"])
 
-    monkeypatch.setattr(pf.shutil, "disk_usage", lambda p: usage._replace(free=int(60e9)))
+    monkeypatch.setattr(resources.shutil, "disk_usage", lambda p: usage._replace(free=int(60e9)))
     pf.preflight(ctx, ["train-stage1", "train-stage2", "train-baseline"])
     assert calls == [["stage1", "stage2", "baseline"]]
 
@@ -229,47 +230,47 @@ def test_paper_training_checks_token_then_gpu_then_disk(tmp_path, monkeypatch, n
 def test_offline_hub_model_must_be_cached(tmp_path, no_hub_token):
     ctx = ctx_for(tmp_path, profile="paper", offline=True)
     with pytest.raises(DataError, match="offline is true but base_model .* is not in the Hugging Face cache"):
-        pf.check_base_model(ctx)
-    pf.check_base_model(ctx_for(tmp_path, profile="paper", base_model=str(tmp_path)))  # a local folder is fine
+        resources.check_base_model(ctx)
+    resources.check_base_model(ctx_for(tmp_path, profile="paper", base_model=str(tmp_path)))  # a local folder is fine
 
 
 def test_vllm_on_a_cuda_profile_needs_a_gpu(tmp_path, monkeypatch):
     import pipeline.generation.launch as launch
 
     monkeypatch.setattr(launch, "resolve_backend", lambda name: "transformers" if name == "transformers" else "vllm")
-    monkeypatch.setattr(pf, "visible_gpus", lambda: 0)
+    monkeypatch.setattr(resources, "visible_gpus", lambda: 0)
     paper = ctx_for(tmp_path, profile="paper")
-    assert pf.profile_device(paper.profile) == "cuda" and pf.profile_device(ctx_for(tmp_path).profile) == "cpu"
+    assert resources.profile_device(paper.profile) == "cuda" and resources.profile_device(ctx_for(tmp_path).profile) == "cpu"
     with pytest.raises(DataError, match=r"device: cuda\): generation backend vllm needs an NVIDIA GPU .*--backend transformers"):
-        pf.check_devices(paper, ["generate"])
-    pf.check_devices(ctx_for(tmp_path), ["generate", "predict"])                       # tiny: CPU profile
-    pf.check_devices(ctx_for(tmp_path, profile="paper", device="cpu"), ["generate"])   # the explicit flag
-    pf.check_devices(RunContext(paper.profile, paper.task, paper.run_dir, backend="transformers"), ["predict"])
-    monkeypatch.setattr(pf, "visible_gpus", lambda: 1)
-    pf.check_devices(paper, ["generate"])
+        resources.check_devices(paper, ["generate"])
+    resources.check_devices(ctx_for(tmp_path), ["generate", "predict"])                       # tiny: CPU profile
+    resources.check_devices(ctx_for(tmp_path, profile="paper", device="cpu"), ["generate"])   # the explicit flag
+    resources.check_devices(RunContext(paper.profile, paper.task, paper.run_dir, backend="transformers"), ["predict"])
+    monkeypatch.setattr(resources, "visible_gpus", lambda: 1)
+    resources.check_devices(paper, ["generate"])
     with pytest.raises(DataError, match="tensor_parallel_size x data_parallel_size = 2 GPUs, but 1 visible"):
-        pf.check_devices(ctx_for(tmp_path, profile="paper", generation__data_parallel_size=2), ["predict"])
+        resources.check_devices(ctx_for(tmp_path, profile="paper", generation__data_parallel_size=2), ["predict"])
     with pytest.raises(DataError, match="device is 'tpu'"):
-        pf.profile_device({"device": "tpu"})
+        resources.profile_device({"device": "tpu"})
 
 
 def test_visible_gpus_respects_cuda_visible_devices(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert pf.visible_gpus() == 0
+    assert resources.visible_gpus() == 0
 
 
 def test_param_count_reads_a_local_checkpoint_else_the_tiny_shape(tmp_path):
     ctx = ctx_for(tmp_path)
     # the tiny profile's shape, before prepare built it (tests/test_reliability.py checks the built one)
-    assert pf.param_count(ctx) == (754_304, "from the profile's tiny_model shape")
+    assert resources.param_count(ctx) == (754_304, "from the profile's tiny_model shape")
     header = json.dumps({"__metadata__": {}, "a": {"dtype": "F32", "shape": [3, 5], "data_offsets": [0, 60]},
                          "b": {"dtype": "F32", "shape": [7], "data_offsets": [60, 88]}}).encode()
     ctx.base_model_dir.mkdir(parents=True)
     (ctx.base_model_dir / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + bytes(88))
-    assert pf.param_count(ctx) == (22, f"counted in {ctx.base_model_dir}")
-    assert pf.param_count(ctx_for(tmp_path, profile="paper"))[0] == 1_235_814_400
-    assert pf.param_count(ctx_for(tmp_path, base_model="someone/Qwen2.5-7B-Instruct"))[0] == 7_000_000_000
-    assert pf.param_count(ctx_for(tmp_path, base_model="someone/model", plan__parameters=3.2e9)) == (
+    assert resources.param_count(ctx) == (22, f"counted in {ctx.base_model_dir}")
+    assert resources.param_count(ctx_for(tmp_path, profile="paper"))[0] == 1_235_814_400
+    assert resources.param_count(ctx_for(tmp_path, base_model="someone/Qwen2.5-7B-Instruct"))[0] == 7_000_000_000
+    assert resources.param_count(ctx_for(tmp_path, base_model="someone/model", plan__parameters=3.2e9)) == (
         3_200_000_000, "the profile's plan.parameters")
 
 
@@ -290,4 +291,4 @@ def test_axolotl_configs_checked_only_when_training(tmp_path):
         pf.preflight(ctx, ["train-stage2"])
     pf.preflight(ctx_for(tmp_path), ["train-stage1", "train-stage2", "train-baseline"])
     # the paper configs validate against the profile's target hardware (H100), on any machine
-    pf.check_axolotl_configs(ctx_for(tmp_path, profile="paper"), ["stage1", "stage2", "baseline"])
+    resources.check_axolotl_configs(ctx_for(tmp_path, profile="paper"), ["stage1", "stage2", "baseline"])

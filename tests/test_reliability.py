@@ -313,7 +313,7 @@ def test_prepare_is_skipped_only_while_it_is_really_finished(prepared, tmp_path,
 
 def test_disk_estimate_counts_the_real_tiny_checkpoint(prepared, tmp_path):
     """preflight's parameter formula for the tiny shape equals what prepare built."""
-    from pipeline.preflight import param_count
+    from pipeline.preflight.resources import param_count
 
     counted, how = param_count(tiny_ctx(prepared))
     assert how.startswith("counted in")
