@@ -83,6 +83,13 @@ def visible_gpus() -> int:
     return physical
 
 
+def _enough_gpus(gpus: int, want: int, none_visible: str, too_few: str) -> None:
+    if gpus == 0:
+        raise DataError(none_visible)
+    if want > gpus:
+        raise DataError(too_few)
+
+
 def check_devices(ctx: RunContext, pending: list[str]) -> bool:
     """vLLM generation and training on a `cuda` profile need enough visible GPUs."""
     from pipeline.generation.launch import resolve_backend
@@ -99,21 +106,16 @@ def check_devices(ctx: RunContext, pending: list[str]) -> bool:
     fix = (f"run on a GPU machine, or use a CPU profile (e.g. --profile tiny, or set device: cpu in profile {name!r})")
     if backend == "vllm":
         gen = ctx.generation
-        need = int(gen.get("tensor_parallel_size", 1)) * int(gen.get("data_parallel_size", 1))
-        if gpus == 0:
-            raise DataError(f"profile {name!r} (device: cuda): generation backend vllm needs an NVIDIA GPU and none "
-                            f"is visible; {fix}, or pass --backend transformers")
-        if need > gpus:
-            raise DataError(f"profile {name!r}: generation.tensor_parallel_size x data_parallel_size = {need} GPUs, "
-                            f"but {gpus} visible; lower them in the profile")
+        want = int(gen.get("tensor_parallel_size", 1)) * int(gen.get("data_parallel_size", 1))
+        _enough_gpus(gpus, want, f"profile {name!r} (device: cuda): generation backend vllm needs an NVIDIA GPU and "
+                                 f"none is visible; {fix}, or pass --backend transformers",
+                     f"profile {name!r}: generation.tensor_parallel_size x data_parallel_size = {want} GPUs, but "
+                     f"{gpus} visible; lower them in the profile")
     if training:
         want = ctx.gpus or int((ctx.profile.get("train") or {}).get("gpus", 1))
-        if gpus == 0:
-            raise DataError(f"profile {name!r} (device: cuda): training ({', '.join(training)}) needs an NVIDIA GPU "
-                            f"and none is visible; {fix}")
-        if want > gpus:
-            raise DataError(f"training asks for {want} GPUs (--gpus / train.gpus) but {gpus} are visible; "
-                            f"pass --gpus {gpus}")
+        _enough_gpus(gpus, want, f"profile {name!r} (device: cuda): training ({', '.join(training)}) needs an NVIDIA "
+                                 f"GPU and none is visible; {fix}",
+                     f"training asks for {want} GPUs (--gpus / train.gpus) but {gpus} are visible; pass --gpus {gpus}")
     return True
 
 
