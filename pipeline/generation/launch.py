@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pipeline.config import ROOT
 from pipeline.io import DataError, atomic_write_json, read_json
-from pipeline.procs import StageFailed, redact, tied_to_parent, tool_env
+from pipeline.procs import StageFailed, redact, stop, tied_to_parent, tool_env
 
 
 def vllm_python() -> Path | None:
@@ -84,14 +84,15 @@ class GenerationSession:
     def __exit__(self, exc_type, *exc):
         for p in self.procs:
             if p.stdin:
-                p.stdin.close()
-            if exc_type is not None:  # interrupted or failed: stop the job in flight, do not wait for it
-                p.terminate()
+                p.stdin.close()  # the end of the job list: a worker exits after its last job
         for p in self.procs:
-            try:
-                p.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            if exc_type is None:
+                try:
+                    p.wait(timeout=120)
+                    continue
+                except subprocess.TimeoutExpired:
+                    pass
+            stop(p, grace=30)  # interrupted or failed: do not wait for the job in flight
         for t in self.pumps:
             t.join(timeout=10)
         if self.log:
