@@ -32,12 +32,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def split_stage(name: str, info: dict) -> tuple[float, float]:
+def split_stage(name: str, info: dict, wall: float) -> tuple[float, float]:
     """(model seconds, tool start-up seconds) of one stage."""
     if name.startswith("train-"):
         found = re.findall(r"'train_runtime': '?([0-9.]+)", Path(info["log"]).read_text(errors="replace"))
         model = float(found[-1]) if found else 0.0
-        return model, None  # start-up: the rest of the stage after our own `orchestrator_s`
+        return model, wall - model - info.get("orchestrator_s", 0.0)  # the Axolotl process, less its training
     if name == "generate":
         rounds = info.get("rounds", [])
         return sum(r["seconds"] for r in rounds), sum(r.get("engine_start_s", 0.0) for r in rounds)
@@ -57,10 +57,7 @@ def table(run: Path, run_wall: float | None = None) -> list[dict]:
     rows = []
     for name, rec in stages.items():
         wall, info = rec.get("seconds") or 0.0, rec.get("info", {})
-        model, startup = split_stage(name, info)
-        if startup is None:
-            startup = wall - model - info.get("orchestrator_s", 0.0)
-        rows.append(row(name, wall, model, startup))
+        rows.append(row(name, wall, *split_stage(name, info, wall)))
     if run_wall is not None:  # interpreter start, imports and preflight, before the first stage
         rows.insert(0, row("start + preflight", run_wall - sum(r["wall_s"] for r in rows), 0.0, 0.0))
     rows.append(row("total", *(sum(r[k] for r in rows) for k in ("wall_s", "model_s", "startup_s"))))

@@ -7,13 +7,23 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 
 class DataError(Exception):
     """Bad user input: the message says which file, line and field, and what to do."""
+
+
+def move_aside(path: Path, run_dir: Path, name: str) -> Path:
+    """Move `path` to RUN/.stale/<name>-<time>: outdated or partial work is kept, never deleted."""
+    dest = Path(run_dir) / ".stale" / f"{name}-{int(time.time())}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(path), dest)
+    return dest
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:

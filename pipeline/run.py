@@ -7,12 +7,10 @@ with an unchanged fingerprint resumes from its partial work (shards, checkpoints
 """
 from __future__ import annotations
 
-import shutil
-import time
 from pathlib import Path
 
 from pipeline.config import RunContext
-from pipeline.io import DataError
+from pipeline.io import DataError, move_aside
 from pipeline.manifest import Manifest, RunLock, environment, fingerprint, file_hash
 from pipeline.prompts import template_paths
 from pipeline.stages import STAGES
@@ -30,9 +28,7 @@ def fingerprints(ctx: RunContext) -> dict[str, str]:
 def _move_aside(ctx: RunContext, paths: list[Path], old_fp: str) -> None:
     for path in paths:
         if path.exists():
-            dest = ctx.run_dir / ".stale" / f"{path.name}-{old_fp}-{int(time.time())}"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(path), dest)
+            dest = move_aside(path, ctx.run_dir, f"{path.name}-{old_fp}")
             print(f"  moved stale {path.relative_to(ctx.run_dir)} to {dest.relative_to(ctx.run_dir)}")
 
 

@@ -171,10 +171,10 @@ def predict(ctx: RunContext) -> dict:
 
     task, test = ctx.task, read_jsonl(ctx.task_split("test"))
     info = {}
+    requests = [{"id": r["id"], "messages": prompts.classify_messages(task, r["text"])} for r in test]
     with _session(ctx, "predict") as session:
         for name, model_dir in MODEL_DIRS.items():
             work = ctx.run_dir / "predictions" / f".work-{name}"
-            requests = [{"id": r["id"], "messages": prompts.classify_messages(task, r["text"])} for r in test]
             atomic_write_jsonl(work / "requests.jsonl", requests)
             sampling = {"temperature": 0.0, "top_p": 1.0, "max_tokens": ctx.profile["predict"]["max_tokens"][name]}
             regex = label_regex(task.labels, task.answer_prefix, with_reasoning=name == "reasoning") \

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.config import AXOLOTL_CONFIGS_DIR, PROMPTS_DIR, RunContext, deep_merge
-from pipeline.io import DataError, atomic_write_text
+from pipeline.io import DataError, atomic_write_text, move_aside
 from pipeline.procs import run_logged, tool_env
 from pipeline.prompts import CHAT_TEMPLATE
 
@@ -153,9 +152,7 @@ def resume_point(ctx: RunContext, which: str) -> str | None:
             json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
             complete.append(ckpt)
         except (OSError, ValueError):
-            dest = ctx.run_dir / ".stale" / f"{which}-{ckpt.name}-incomplete-{int(time.time())}"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(ckpt), dest)
+            dest = move_aside(ckpt, ctx.run_dir, f"{which}-{ckpt.name}-incomplete")
             print(f"  {ckpt} was not completely saved; moved to {dest}")
     return complete[-1].name if complete else None
 
