@@ -34,17 +34,10 @@ def engine_for(job: dict, engine=None):
     return make_engine(job)
 
 
-def main() -> None:
+def serve(protocol) -> None:
+    """Run each job named on stdin; `DONE <stats path>` on `protocol` after each."""
     from pipeline.generation.runner import run_job
 
-    # Stopped by the session (or by die_with_parent): exit through Python so that vLLM's
-    # finalizers shut its engine-core processes down too.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    # Keep the real stdout for the protocol only: everything else that writes to fd 1
-    # (vLLM's engine processes, C++ warnings) is sent to stderr, which is logged.
-    protocol = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
     engine = None
     for line in sys.stdin:
         with open(line.strip(), encoding="utf-8") as f:
@@ -59,6 +52,31 @@ def main() -> None:
         os.replace(tmp, job["stats_path"])
         protocol.write(f"DONE {job['stats_path']}\n")
         protocol.flush()
+
+
+def main() -> None:
+    # Stopped by the session (or by die_with_parent): exit through Python so that vLLM's
+    # finalizers shut its engine-core processes down too. The SystemExit lands wherever
+    # vLLM happens to be, and vLLM may turn it into an error of its own while unwinding
+    # (seen: an UnboundLocalError in its tokenizer pool); a stop asked for is not a crash.
+    stopping = []
+
+    def stop(*_):
+        stopping.append(True)
+        sys.exit(128 + signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    # Keep the real stdout for the protocol only: everything else that writes to fd 1
+    # (vLLM's engine processes, C++ warnings) is sent to stderr, which is logged.
+    protocol = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    try:
+        serve(protocol)
+    except BaseException:
+        if stopping:
+            sys.exit(128 + signal.SIGTERM)
+        raise
 
 
 if __name__ == "__main__":
