@@ -27,6 +27,13 @@ STAGE_HELP = {
 }
 
 
+def _seed_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers, e.g. 1,2,3") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orchestrate.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -38,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--backend", choices=["auto", "vllm", "transformers"],
                         help="generation backend (default: the profile's, auto)")
     common.add_argument("--gpus", type=int, help="GPUs for training (Axolotl's accelerate launcher when > 1)")
+    common.add_argument("--seeds", type=_seed_list, metavar="N,N,...",
+                        help="replicates: train stage 2 and the baseline once per seed in RUN/seed-N over one data "
+                             "engine; RUN/report.md aggregates them (default: the profile's `seeds`)")
     common.add_argument("--force", action="store_true", help="rerun the stage(s) even if up to date")
     common.add_argument("--check", action="store_true",
                         help="only validate data, templates, model access, devices, disk and configs (preflight)")
@@ -62,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.manifest import RunLock
     from pipeline.preflight import load_task, preflight
     from pipeline.procs import StageFailed
-    from pipeline.run import ORDER, run_stages
+    from pipeline.run import ORDER, run_replicates, run_stages
     from pipeline.stages import generate
 
     try:
@@ -86,9 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         preflight(ctx, names, shard=shard, force=force)  # outside the lock: run_stages takes it
         if args.check:
             return 0
+        seeds = args.seeds or profile.get("seeds")
         if shard:
             with RunLock(ctx.run_dir):
                 generate(ctx, shard=shard)
+        elif seeds:
+            run_replicates(ctx, names, force, seeds)
         else:
             run_stages(ctx, names, force)
     except (DataError, StageFailed) as e:

@@ -19,6 +19,7 @@ from eval.baselines import REFERENCE_MODELS
 from eval.metrics import model_metrics
 from eval.runs import GENERATING_MODELS, load_run, paired, pool_runs
 from eval.stats import ALPHA, binomial_vs_reference, holm, mcnemar_test, paired_bootstrap_ci
+from eval.training import run_data_facts, training_summary
 from pipeline.io import atomic_write_json, atomic_write_text
 
 N_BOOT = 10_000
@@ -30,6 +31,14 @@ BOOT_SEED = 0
 def _model_entry(s: dict, labels: Sequence[str], kind: str) -> dict:
     """model_metrics plus the latency-benefit figure (accuracy per second of compute per example)."""
     m = model_metrics(s["gold"], s["pred"], labels, s["output_tokens"], s["seconds"])
+    reasons = s.get("finish_reason") or []
+    if reasons and all(r is not None for r in reasons):
+        # an output cut off by max_tokens is a budget problem, a malformed one a model problem
+        cut = [r == "length" for r in reasons]
+        invalid = [p not in labels for p in s["pred"]]
+        m["cut_off"] = int(sum(cut))
+        m["invalid_cut_off"] = int(sum(c and i for c, i in zip(cut, invalid)))
+        m["invalid_malformed"] = int(sum(i and not c for c, i in zip(cut, invalid)))
     spe = m["seconds_per_example"]
     m["accuracy_per_second"] = (m["accuracy"] / spe) if spe and spe > 0 and not math.isnan(m["accuracy"]) else None
     m["kind"] = kind
@@ -178,9 +187,11 @@ def run_evaluate(run_dirs: list[Path], out_dir: Path, labels: list[str], paper_r
         notes += run_notes
     per_run = []
     for rd, (series, extras) in zip(run_dirs, loaded):
-        per_run.append({"run": str(rd), **analyse(series, extras, labels, paper_reference)})
+        per_run.append({"run": str(rd), **analyse(series, extras, labels, paper_reference),
+                        "training": training_summary(rd), "data": run_data_facts(rd)})
         if "baseline" in series and "reasoning" in series and not per_run[-1]["comparisons"]:
             notes.append(f"{rd}: baseline and reasoning predictions share no id; no comparison for this run")
+    training = _controlled(per_run)
     if len(loaded) == 1:
         top = per_run[0]
     else:
@@ -192,6 +203,7 @@ def run_evaluate(run_dirs: list[Path], out_dir: Path, labels: list[str], paper_r
                      f"their runs, but pooled McNemar/binomial p-values treat runs as independent and are "
                      f"optimistic: rely on the per-run tests and the spread across runs.")
     metrics = {"labels": labels, "runs": [str(r) for r in run_dirs], "n_runs": len(run_dirs),
+               "training": training, "data": per_run[0]["data"],
                "models": top["models"], "comparisons": top["comparisons"],
                "paper_reference": paper_reference, "paper_comparison": top["paper_comparison"],
                "bootstrap": {"n_boot": N_BOOT, "seed": BOOT_SEED, "level": 0.95}, "alpha": ALPHA,
@@ -208,6 +220,16 @@ def run_evaluate(run_dirs: list[Path], out_dir: Path, labels: list[str], paper_r
     atomic_write_text(out_dir / "report.md", report.render_report(metrics, tables, plot_paths))
     atomic_write_json(out_dir / "metrics.json", metrics)
     return metrics
+
+
+def _controlled(per_run: list[dict]) -> dict:
+    """One verdict over all runs: controlled only if every run's two trainings differ only in the target."""
+    verdicts = [r["training"]["controlled"] for r in per_run]
+    reasons = [f"{r['run']}: {why}" if len(per_run) > 1 else why
+               for r in per_run for why in (r["training"]["reasons"] if not r["training"]["controlled"] else [])]
+    return {"controlled": None if None in verdicts else all(verdicts), "reasons": reasons,
+            "models": per_run[0]["training"]["models"] if len(per_run) == 1 else None,
+            "per_run": {r["run"]: r["training"]["models"] for r in per_run}}
 
 
 def _write_plots(metrics: dict, labels: list[str], paper_reference: dict | None, out_dir: Path) -> dict[str, str]:

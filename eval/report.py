@@ -54,7 +54,9 @@ def build_tables(metrics: dict) -> dict[str, pd.DataFrame]:
     t: dict[str, pd.DataFrame] = {}
     t["models"] = pd.DataFrame([
         {"model": n, "kind": m["kind"], "n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-         "invalid": m["invalid"]} for n, m in models.items()])
+         "invalid": m["invalid"], "cut_off": m.get("cut_off"), "invalid_cut_off": m.get("invalid_cut_off"),
+         "invalid_malformed": m.get("invalid_malformed")} for n, m in models.items()])
+    t["training"] = _training_table(metrics.get("training") or {})
     t["per_class"] = pd.DataFrame([
         {"model": n, "class": lab, **m["per_class"][lab]} for n, m in models.items() for lab in labels])
     for n, m in models.items():
@@ -89,6 +91,45 @@ def build_tables(metrics: dict) -> dict[str, pd.DataFrame]:
         t["aggregate"] = _aggregate_table(metrics["aggregate"], labels)
         t["per_run"] = _per_run_table(metrics["per_run"])
     return t
+
+
+def _training_table(training: dict) -> pd.DataFrame:
+    """One row per trained model (and run, with several): what it was trained on and how long."""
+    rows = []
+    for run, models in (training.get("per_run") or {}).items():
+        for name, facts in models.items():
+            row = {"run": run, "model": name, **facts}
+            row["ids_sha256"] = (facts.get("ids_sha256") or "")[:12] or None
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    if len(training.get("per_run") or {}) == 1 and not df.empty:
+        df = df.drop(columns="run")
+    return df
+
+
+def uncontrolled_notice(metrics: dict) -> list[str]:
+    """The warning a reader cannot miss when the two models differ in more than the target."""
+    tr = metrics.get("training") or {}
+    if tr.get("controlled") is True:
+        return []
+    head = ("**WARNING: this comparison is NOT controlled.** The baseline and the reasoning model differ in more "
+            "than the target, so an accuracy difference cannot be put down to the reasoning:"
+            if tr.get("controlled") is False else
+            "**WARNING: this comparison cannot be shown to be controlled**: the run has no record of how both "
+            "models were trained:")
+    return ["> " + head, ">"] + [f"> - {why}" for why in tr.get("reasons", [])] + [""]
+
+
+def _data_lines(metrics: dict) -> list[str]:
+    d = metrics.get("data") or {}
+    lines = []
+    if d.get("test_overlap") is not None:
+        fate = "left out of training" if d.get("overlap_dropped") else "kept in training (task_data.drop_test_overlap: false)"
+        lines.append(f"- {d['test_overlap']} test texts also occur in the train split; those train rows are {fate}.")
+    if d.get("without_reasoning") is not None:
+        lines.append(f"- {d['without_reasoning']} train examples had no reasoning and {d['too_long']} were over "
+                     f"`sequence_len`: both are left out of BOTH training sets.")
+    return lines
 
 
 def _side_by_side(metrics: dict) -> pd.DataFrame:
@@ -193,12 +234,19 @@ def render_report(metrics: dict, tables: dict[str, pd.DataFrame], plots: dict[st
     out = ["# Evaluation report", "",
            "Baseline (text → label) vs reasoning (text → reasoning + label), Two-Stage Reasoning-Infused "
            "Learning (arXiv 2507.00214). Invalid outputs (no valid label) count as wrong.", "",
-           "## Runs", ""]
+           *uncontrolled_notice(metrics), "## Runs", ""]
     out += [f"- `{r}`" for r in metrics["runs"]]
     if metrics.get("notes"):
         out += ["", "Notes:", ""] + [f"- {n}" for n in metrics["notes"]]
     out += ["", "## Summary", ""] + _summary(metrics)
-    out += ["", "## Model metrics", "", to_markdown(tables["models"])]
+    out += ["", "## Training", "",
+            "Both models must see the same example ids (`ids_sha256`), the same number of optimizer steps and the "
+            "same examples per step; only the target differs. Tokens are per pass over the training set; label "
+            "tokens are those with a loss.", "", to_markdown(tables["training"]), "", *_data_lines(metrics)]
+    out += ["", "## Model metrics", "",
+            "`cut_off`: outputs stopped by the token budget (`predict.max_tokens`); invalid outputs are split into "
+            "those cut off and those malformed (finished, but with no label from the label set).", "",
+            to_markdown(tables["models"])]
     out += ["", "## Per-class metrics", "", to_markdown(tables["per_class"])]
     out += ["", "## Reference baselines", "",
             "Trained and scored on this run's own train/test split on CPU: the majority class and "

@@ -13,9 +13,17 @@ import numpy as np
 
 from eval.baselines import REFERENCE_MODELS, run_reference_baselines
 from eval.metrics import correctness
-from pipeline.io import DataError, read_jsonl
+from pipeline.io import DataError, read_json, read_jsonl
 
 GENERATING_MODELS = ("baseline", "reasoning")
+
+
+def home_of(run_dir: Path) -> Path:
+    """The run directory holding `run_dir`'s data engine: its `shared_dir` for a replicate
+    (RUN/seed-N, recorded in its manifest), else itself."""
+    manifest = Path(run_dir) / "manifest.json"
+    shared = (read_json(manifest) or {}).get("shared_dir") if manifest.exists() else None
+    return Path(shared) if shared else Path(run_dir)
 
 
 def _rows_by_model(run_dir: Path, labels: Sequence[str]) -> dict[str, list[dict]]:
@@ -45,10 +53,10 @@ def _rows_by_model(run_dir: Path, labels: Sequence[str]) -> dict[str, list[dict]
 
 
 def _series(rows: Sequence[dict]) -> dict:
-    """Column view of prediction rows: ids, gold, pred, output_tokens, seconds."""
+    """Column view of prediction rows: ids, gold, pred, output_tokens, seconds, finish_reason."""
     return {"ids": [str(r["id"]) for r in rows], "gold": [r["gold"] for r in rows],
             "pred": [r.get("pred") for r in rows], "output_tokens": [r.get("output_tokens") for r in rows],
-            "seconds": [r.get("seconds") for r in rows]}
+            "seconds": [r.get("seconds") for r in rows], "finish_reason": [r.get("finish_reason") for r in rows]}
 
 
 def load_run(run_dir: Path, labels: Sequence[str]) -> tuple[dict[str, dict], dict[str, dict], list[str]]:
@@ -66,7 +74,8 @@ def load_run(run_dir: Path, labels: Sequence[str]) -> tuple[dict[str, dict], dic
             notes.append(f"{run_dir}: predictions/{model}.jsonl is missing; {model} is not evaluated")
     series = {m: _series(rows) for m, rows in preds.items()}
     extras: dict[str, dict] = {}
-    train_p, test_p = run_dir / "data" / "task" / "train.jsonl", run_dir / "data" / "task" / "test.jsonl"
+    task_dir = home_of(run_dir) / "data" / "task"
+    train_p, test_p = task_dir / "train.jsonl", task_dir / "test.jsonl"
     if not (train_p.exists() and test_p.exists()):
         notes.append(f"{run_dir}: data/task/train.jsonl or test.jsonl is missing; no reference baselines")
         return series, extras, notes
@@ -108,9 +117,10 @@ def pool_runs(runs: list[tuple[dict, dict]], labels: Sequence[str]) -> tuple[dic
     pairs: dict[str, dict] = {}
     for s_run, x_run in runs:
         for name, s in s_run.items():
-            tgt = series.setdefault(name, {"ids": [], "gold": [], "pred": [], "output_tokens": [], "seconds": []})
+            tgt = series.setdefault(name, {"ids": [], "gold": [], "pred": [], "output_tokens": [], "seconds": [],
+                                           "finish_reason": []})
             for key in tgt:
-                vals = s[key] if s[key] is not None else [None] * len(s["ids"])
+                vals = s[key] if s.get(key) is not None else [None] * len(s["ids"])
                 tgt[key].extend(vals)
         for name, x in x_run.items():
             extras.setdefault(name, {"train_seconds": 0.0})["train_seconds"] += x["train_seconds"] / len(runs)

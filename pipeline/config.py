@@ -7,6 +7,7 @@ directory, so stages never build paths by hand.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,7 +102,11 @@ class TaskSpec:
 
 @dataclass
 class RunContext:
-    """Everything a stage needs: the merged profile, the task spec and the run directory."""
+    """Everything a stage needs: the merged profile, the task spec and the run directory.
+
+    A replicate (`--seeds`) is a run directory RUN/seed-N whose `shared_dir` is RUN: the data
+    engine's outputs (task splits, training sets, the stage-1 model, the reasonings) are read
+    from there, and `seed` is the training seed of stage 2 and the baseline."""
 
     profile: dict
     task: TaskSpec
@@ -109,16 +114,29 @@ class RunContext:
     data_dir: Path | None = None
     backend: str | None = None          # CLI override of profile.generation.backend
     gpus: int | None = None             # CLI override of profile.train.gpus
+    shared_dir: Path | None = None      # the run directory holding the data engine (replicates only)
+    seed: int | None = None             # training seed of stage 2 and the baseline (replicates only)
 
     def __post_init__(self):
         self.run_dir = Path(self.run_dir).resolve()
         if self.data_dir is not None:
             self.data_dir = Path(self.data_dir).resolve()
+        if self.shared_dir is not None:
+            self.shared_dir = Path(self.shared_dir).resolve()
+
+    def replicate(self, seed: int) -> "RunContext":
+        """The context of replicate `seed`: RUN/seed-N over this run's data engine."""
+        return dataclasses.replace(self, run_dir=self.run_dir / f"seed-{seed}", shared_dir=self.run_dir, seed=seed)
 
     # --- paths of the run directory (the stages' declared inputs and outputs) ---
     @property
+    def home(self) -> Path:
+        """Where the data engine's stages (prepare .. build-stage2) keep their outputs."""
+        return self.shared_dir or self.run_dir
+
+    @property
     def data(self) -> Path:
-        return self.run_dir / "data"
+        return self.home / "data"
 
     def task_split(self, split: str) -> Path:
         return self.data / "task" / f"{split}.jsonl"
@@ -128,11 +146,11 @@ class RunContext:
         return self.data / f"{which}.jsonl"
 
     def model_dir(self, which: str) -> Path:
-        return self.run_dir / "models" / which
+        return (self.home if which == "stage1" else self.run_dir) / "models" / which
 
     @property
     def base_model_dir(self) -> Path:
-        return self.run_dir / "models" / "tiny-base"
+        return self.home / "models" / "tiny-base"
 
     def axolotl_config(self, which: str) -> Path:
         return self.run_dir / "configs" / f"{which}.yml"
@@ -142,7 +160,7 @@ class RunContext:
 
     @property
     def generations(self) -> Path:
-        return self.run_dir / "generations"
+        return self.home / "generations"
 
     def predictions(self, model: str) -> Path:
         return self.run_dir / "predictions" / f"{model}.jsonl"

@@ -112,9 +112,12 @@ def load_reasoning_set(ctx: RunContext) -> list[dict]:
     spec = ctx.profile["reasoning_set"]
     source = spec["source"]
     if source == "synthetic":
+        from pipeline.prompts import question
         from pipeline.synthetic import make_reasoning_set
 
-        rows = make_reasoning_set(spec["n"], seed=ctx.profile.get("seed", 0))
+        rows = make_reasoning_set(spec["n"], seed=ctx.profile.get("seed", 0), labels=ctx.task.labels,
+                                  task_question=lambda text: question(ctx.task, text),
+                                  task_share=spec.get("task_share", 1 / 6))
     else:
         raw = read_table(Path(source)) if _is_local(source) else read_hub(source, spec.get("split", "train"))
         rows = map_columns(raw, spec["columns"], source)
@@ -177,3 +180,16 @@ def load_task_splits(ctx: RunContext) -> dict[str, list[dict]]:
             clean.append({"id": f"{split}-{i:05d}", "text": text.strip(), "label": _normalise_label(row["label"], task, where)})
         out[split] = clean
     return out
+
+
+def _norm_text(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def train_test_overlap(train: list[dict], test: list[dict]) -> tuple[int, set[str]]:
+    """(test texts that also occur in train, ids of the train rows holding them); texts compare
+    ignoring case and runs of whitespace. Such test examples measure memory, not generalisation."""
+    test_texts = {_norm_text(r["text"]) for r in test}
+    train_ids = {r["id"] for r in train if _norm_text(r["text"]) in test_texts}
+    train_texts = {_norm_text(r["text"]) for r in train}
+    return sum(1 for r in test if _norm_text(r["text"]) in train_texts), train_ids

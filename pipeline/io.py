@@ -5,6 +5,7 @@ same folder, then renamed, so a half-written file is never taken for a finished 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -78,3 +79,8 @@ def read_jsonl(path: Path) -> list[dict]:
 def read_json(path: Path) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def ids_digest(ids: Iterable[str]) -> str:
+    """SHA-256 of an ordered list of example ids: equal digests, same rows in the same order."""
+    return hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()

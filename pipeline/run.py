@@ -16,6 +16,8 @@ from pipeline.prompts import template_paths
 from pipeline.stages import STAGES
 
 ORDER = list(STAGES)
+# The data engine: run once in RUN and shared by its replicates RUN/seed-N (--seeds).
+SHARED = ("prepare", "train-stage1", "generate", "build-stage2")
 
 
 def fingerprints(ctx: RunContext) -> dict[str, str]:
@@ -38,20 +40,25 @@ def _record_run(ctx: RunContext, manifest: Manifest) -> None:
     manifest.data["task"] = {"name": ctx.task.name, "spec": str(ctx.task.path), "sha256": file_hash(ctx.task.path)}
     manifest.data["templates"] = {p.name: file_hash(p) for p in template_paths(ctx.task)}
     manifest.data["data_dir"] = str(ctx.data_dir) if ctx.data_dir else None
-    manifest.data["seeds"] = {"generation": ctx.profile["generation"]["seed"], "profile": ctx.profile.get("seed", 0)}
+    manifest.data["shared_dir"] = str(ctx.shared_dir) if ctx.shared_dir else None
+    manifest.data["seeds"] = {"generation": ctx.profile["generation"]["seed"], "profile": ctx.profile.get("seed", 0),
+                              "replicate": ctx.seed}
 
 
 def run_stages(ctx: RunContext, names: list[str], force: set[str] = frozenset(), **stage_kwargs) -> None:
     with RunLock(ctx.run_dir):
         manifest = Manifest(ctx.manifest_path)
+        shared = Manifest(ctx.home / "manifest.json") if ctx.shared_dir else manifest
         _record_run(ctx, manifest)
         fps = fingerprints(ctx)
         for name in ORDER:
             if name not in names:
                 continue
+            if ctx.shared_dir and name in SHARED:
+                raise DataError(f"{ctx.run_dir}: a replicate runs no {name!r}; its data engine lives in {ctx.shared_dir}")
             st = STAGES[name]
             for dep in st.deps:
-                if not manifest.is_fresh(dep, fps[dep], STAGES[dep].outputs(ctx)):
+                if not (shared if dep in SHARED else manifest).is_fresh(dep, fps[dep], STAGES[dep].outputs(ctx)):
                     raise DataError(f"stage {name!r} needs stage {dep!r} finished with the current configuration; "
                                     f"run `python orchestrate.py {dep}` (or `all`) first")
             if name not in force and manifest.is_fresh(name, fps[name], st.outputs(ctx)):
@@ -69,3 +76,23 @@ def run_stages(ctx: RunContext, names: list[str], force: set[str] = frozenset(),
                 raise
             manifest.finish(name, st.outputs(ctx), info)
             print(f"[{name}] done in {manifest.stage(name)['seconds']:.1f}s")
+
+
+def run_replicates(ctx: RunContext, names: list[str], force: set[str], seeds: list[int]) -> None:
+    """`--seeds`: the data engine once in RUN, then stage 2, the baseline, predict and evaluate in
+    RUN/seed-N with training seed N for each seed; RUN/report.md and metrics.json aggregate them
+    (mean and spread of every metric, McNemar per seed and pooled)."""
+    from eval.evaluate import run_evaluate
+
+    if len(set(seeds)) != len(seeds):
+        raise DataError(f"seeds {seeds}: each seed once")
+    shared = [n for n in names if n in SHARED]
+    if shared:
+        run_stages(ctx, shared, force)
+    for seed in seeds:
+        rep = ctx.replicate(seed)
+        print(f"[seed {seed}] {rep.run_dir}")
+        run_stages(rep, [n for n in names if n not in SHARED], force)
+    if "evaluate" in names:
+        run_evaluate([ctx.replicate(s).run_dir for s in seeds], ctx.run_dir, ctx.task.labels, ctx.task.paper_reference)
+        print(f"[evaluate] {len(seeds)} seeds aggregated into {ctx.run_dir / 'report.md'}")

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline import prompts
-from pipeline.config import AXOLOTL_CONFIGS_DIR, RunContext
-from pipeline.data import load_reasoning_set, load_task_splits
+from pipeline.config import AXOLOTL_CONFIGS_DIR, TRAINED_MODELS, RunContext
+from pipeline.data import load_reasoning_set, load_task_splits, train_test_overlap
 from pipeline.generation.launch import GenerationSession, resolve_backend
 from pipeline.generation.shards import ShardStore
-from pipeline.io import DataError, atomic_write_json, atomic_write_jsonl, read_jsonl
+from pipeline.io import DataError, atomic_write_json, atomic_write_jsonl, ids_digest, read_jsonl
 from pipeline.train import run_training
 
 
@@ -33,6 +33,15 @@ def prepare(ctx: RunContext) -> dict:
         build_tiny_model(ctx.base_model_dir, tokenizer_corpus(ctx.task.labels), **ctx.profile["tiny_model"])
         info["base_model"] = str(ctx.base_model_dir)
     splits = load_task_splits(ctx)
+    n_overlap, overlap_ids = train_test_overlap(splits["train"], splits["test"])
+    info["test_overlap"] = n_overlap
+    if ctx.profile["task_data"].get("drop_test_overlap"):
+        splits["train"] = [r for r in splits["train"] if r["id"] not in overlap_ids]
+        info["overlap_dropped"] = len(overlap_ids)
+    if n_overlap:
+        fate = (f"{len(overlap_ids)} train rows holding them dropped" if info.get("overlap_dropped")
+                else "kept (task_data.drop_test_overlap: true drops them)")
+        print(f"prepare: {n_overlap} test texts also occur in the train split; {fate}")
     for split, rows in splits.items():
         atomic_write_jsonl(ctx.task_split(split), rows)
         info[f"task_{split}"] = len(rows)
@@ -86,16 +95,19 @@ def _session(ctx: RunContext, log_name: str) -> GenerationSession:
 def generate(ctx: RunContext, shard: str | None = None) -> dict:
     """The stage-1 model writes one reasoning per training example (text + gold label).
 
-    Round 0 asks for every id; reasonings that fail quality control are asked again
-    with a new seed, up to `max_retries` rounds; the rest are dropped and counted.
+    Round 0 asks for every id. With `qc.enabled` (the quality filter), reasonings that
+    fail quality control are asked again with a new seed, up to `max_retries` rounds, and
+    the rest are dropped and counted; without it every output is kept, as the paper ran.
     Every round's raw outputs stay in shards, so a rerun replays QC and resumes.
     """
-    from postprocess.reasoning import ReasoningQC
+    from postprocess.reasoning import ReasoningQC, clean_reasoning
 
     gen, task = ctx.generation, ctx.task
     train = read_jsonl(ctx.task_split("train"))
-    gold = {r["id"]: r["label"] for r in train}
-    qc = ReasoningQC(task.labels, task.answer_prefix, **ctx.profile["qc"])
+    by_id = {r["id"]: r for r in train}
+    qc_settings = dict(ctx.profile["qc"])
+    filtering = qc_settings.pop("enabled", True)
+    qc = ReasoningQC(task.labels, task.answer_prefix, **qc_settings)
     sampling = {k: gen[k] for k in ("temperature", "top_p", "max_tokens")}
     todo, kept, rounds = [r for r in train], {}, []
     with _session(ctx, "generate") as session:
@@ -118,7 +130,9 @@ def generate(ctx: RunContext, shard: str | None = None) -> dict:
             if missing:
                 raise DataError(f"{work / 'shards'}: {len(missing)} ids missing after generation, e.g. {missing[:5]}")
             for res in results:
-                cleaned = qc.accept(res["id"], gold[res["id"]], res["output"])
+                row = by_id[res["id"]]
+                cleaned = qc.accept(res["id"], row["label"], res["output"], source_text=row["text"]) if filtering \
+                    else clean_reasoning(res["output"], task.labels, task.answer_prefix)
                 if cleaned is not None:
                     kept[res["id"]] = {**res, "reasoning": cleaned, "attempt": attempt}
             todo = [r for r in todo if r["id"] not in kept]
@@ -135,7 +149,7 @@ def generate(ctx: RunContext, shard: str | None = None) -> dict:
              "wall_seconds": sum(r["seconds"] for r in rounds), "rounds": rounds,
              "backend": rounds[0]["backend"] if rounds else None,
              "backend_version": rounds[0]["backend_version"] if rounds else None, "kept": len(rows), "dropped": len(todo),
-             "qc": qc.stats.to_dict()}
+             "qc": {"enabled": filtering, **qc.stats.to_dict()}}
     stats["output_tokens_per_s"] = stats["output_tokens"] / stats["wall_seconds"] if stats["wall_seconds"] else None
     atomic_write_json(ctx.generations / "generation_stats.json", stats)
     print(f"generate: {len(rows)}/{len(train)} reasonings kept, {len(todo)} dropped, "
@@ -146,17 +160,35 @@ def generate(ctx: RunContext, shard: str | None = None) -> dict:
 
 # ---------------------------------------------------------------- build-stage2
 def build_stage2(ctx: RunContext) -> dict:
-    """Reasonings -> data/stage2.jsonl (text -> reasoning + label); train split -> data/baseline.jsonl."""
+    """Reasonings -> data/stage2.jsonl (text -> reasoning + label) and data/baseline.jsonl (text -> label),
+    on the SAME example ids in the same order: the two models may differ only in the target.
+
+    An id is left out of both sets when it has no reasoning, or when either of its rows is longer
+    than its config's `sequence_len` (Axolotl would silently drop it from one set only)."""
+    from pipeline.train import resolve_config, token_lengths
+
     task = ctx.task
-    reasonings = read_jsonl(ctx.generations / "reasonings.jsonl")
-    atomic_write_jsonl(ctx.train_set("stage2"), (
-        {"id": r["id"], "messages": prompts.classify_messages(task, r["text"], prompts.stage2_answer(r["reasoning"], r["label"]))}
-        for r in reasonings))
+    reasoning = {r["id"]: r["reasoning"] for r in read_jsonl(ctx.generations / "reasonings.jsonl")}
     train = read_jsonl(ctx.task_split("train"))
-    atomic_write_jsonl(ctx.train_set("baseline"), (
-        {"id": r["id"], "messages": prompts.classify_messages(task, r["text"], prompts.baseline_answer(r["label"]))}
-        for r in train))
-    return {"stage2_rows": len(reasonings), "baseline_rows": len(train)}
+    rows = {"stage2": [], "baseline": []}
+    for r in train:
+        if r["id"] in reasoning:
+            answer = prompts.stage2_answer(reasoning[r["id"]], r["label"])
+            rows["stage2"].append({"id": r["id"], "messages": prompts.classify_messages(task, r["text"], answer)})
+            rows["baseline"].append({"id": r["id"], "messages": prompts.classify_messages(
+                task, r["text"], prompts.baseline_answer(r["label"]))})
+    too_long: set[str] = set()
+    for which, sets in rows.items():
+        limit = resolve_config(ctx, which)["sequence_len"]
+        lengths = token_lengths(ctx.base_model, [row["messages"] for row in sets])
+        too_long |= {row["id"] for row, n in zip(sets, lengths) if n > limit}
+    for which, sets in rows.items():
+        atomic_write_jsonl(ctx.train_set(which), (row for row in sets if row["id"] not in too_long))
+    kept = [row["id"] for row in rows["baseline"] if row["id"] not in too_long]
+    print(f"build-stage2: {len(kept)} ids in both training sets; {len(train) - len(rows['baseline'])} without a "
+          f"reasoning, {len(too_long)} over sequence_len left out of both")
+    return {"rows": len(kept), "without_reasoning": len(train) - len(rows["baseline"]), "too_long": len(too_long),
+            "ids_sha256": ids_digest(kept)}
 
 
 # ---------------------------------------------------------------- predict
@@ -227,7 +259,10 @@ def _data_files(ctx: RunContext) -> list[Path]:
 
 
 def _train_config(which: str):
-    return lambda ctx: [ctx.profile["train"], AXOLOTL_CONFIGS_DIR / f"{which}.yml", prompts.template_paths(ctx.task)[0]]
+    """The profile's training settings that reach this model (not the other models' sections)."""
+    return lambda ctx: [{k: v for k, v in ctx.profile["train"].items() if k not in TRAINED_MODELS or k == which},
+                        AXOLOTL_CONFIGS_DIR / f"{which}.yml", prompts.template_paths(ctx.task)[0],
+                        *([ctx.seed] if ctx.seed is not None and which != "stage1" else [])]
 
 
 def _train_state(which: str):

@@ -17,9 +17,9 @@ from pathlib import Path
 import yaml
 
 from pipeline.config import AXOLOTL_CONFIGS_DIR, PROMPTS_DIR, RunContext, deep_merge
-from pipeline.io import DataError, atomic_write_text, move_aside
+from pipeline.io import DataError, atomic_write_text, ids_digest, move_aside, read_jsonl
 from pipeline.procs import run_logged, tool_env
-from pipeline.prompts import CHAT_TEMPLATE
+from pipeline.prompts import CHAT_TEMPLATE, chat_template
 
 
 def _drop_none(cfg: dict) -> dict:
@@ -37,6 +37,8 @@ def resolve_config(ctx: RunContext, which: str) -> dict:
     cfg["datasets"][0]["path"] = str(ctx.train_set(which))
     cfg["dataset_prepared_path"] = str(ctx.run_dir / "prepared" / which)
     cfg["output_dir"] = str(ctx.model_dir(which))
+    if ctx.seed is not None and which != "stage1":
+        cfg["seed"] = ctx.seed  # a replicate: the training seed of stage 2 and the baseline
     if train.get("wandb_project"):
         cfg["wandb_project"] = train["wandb_project"]
         cfg["wandb_name"] = f"{ctx.run_dir.name}-{which}"
@@ -48,6 +50,16 @@ def resolve_config(ctx: RunContext, which: str) -> dict:
             with open(dist, encoding="utf-8") as f:
                 cfg.update(yaml.safe_load(f))
     return cfg
+
+
+def token_lengths(model: str, conversations: list[list[dict]]) -> list[int]:
+    """Tokens of each whole conversation as Axolotl trains on it: the one chat template, no
+    generation prompt; used to leave rows over `sequence_len` out before Axolotl drops them."""
+    from transformers import AutoTokenizer
+
+    tok, template = AutoTokenizer.from_pretrained(model), chat_template()
+    return [len(tok.apply_chat_template(c, chat_template=template, tokenize=True, return_dict=True)["input_ids"])
+            for c in conversations]
 
 
 def _known_keys(cfg: dict) -> tuple[set[str], set[str]]:
@@ -125,13 +137,33 @@ def parse_losses(log_text: str) -> dict:
             "last_loss": losses[-1] if losses else None, "train_loss": float(final[-1]) if final else None}
 
 
-def count_trained_rows(ctx: RunContext, which: str) -> int | None:
-    """Rows Axolotl kept after tokenising (it silently drops rows over sequence_len)."""
+def prepared_counts(ctx: RunContext, which: str) -> dict:
+    """Rows Axolotl kept after tokenising (it silently drops rows over sequence_len), and the
+    tokens one pass over them holds: all of them and those with a loss (the label tokens)."""
     from datasets import load_from_disk
 
     prepared = ctx.run_dir / "prepared" / which
     dirs = sorted(p.parent for p in prepared.rglob("dataset_info.json"))
-    return sum(len(load_from_disk(str(d))) for d in dirs) if dirs else None
+    if not dirs:
+        return {"rows_trained": None, "tokens_per_epoch": None, "label_tokens_per_epoch": None}
+    rows = tokens = label_tokens = 0
+    for d in dirs:
+        ds = load_from_disk(str(d))
+        rows += len(ds)
+        for labels in ds["labels"]:
+            tokens += len(labels)
+            label_tokens += sum(1 for t in labels if t != -100)
+    return {"rows_trained": rows, "tokens_per_epoch": tokens, "label_tokens_per_epoch": label_tokens}
+
+
+def final_state(ctx: RunContext, which: str) -> dict:
+    """Optimizer steps and epochs the run ended at, from the Trainer's last checkpoint state."""
+    found = sorted((p for p in ctx.model_dir(which).glob("checkpoint-*/trainer_state.json")
+                    if p.parent.name.rsplit("-", 1)[1].isdigit()), key=lambda p: _step(p.parent))
+    if not found:
+        return {"optimizer_steps": None, "epochs": None}
+    state = json.loads(found[-1].read_text(encoding="utf-8"))
+    return {"optimizer_steps": state.get("global_step"), "epochs": state.get("epoch")}
 
 
 def _step(checkpoint: Path) -> int:
@@ -171,10 +203,14 @@ def run_training(ctx: RunContext, which: str, echo: bool = False) -> dict:
     ours = time.perf_counter() - t0
     run_logged(train_command(config_path, gpus), log_path, env, cwd=ctx.run_dir, echo=echo)
     t1 = time.perf_counter()
-    rows_in = sum(1 for line in open(ctx.train_set(which), encoding="utf-8") if line.strip())
-    kept = count_trained_rows(ctx, which)
+    rows = read_jsonl(ctx.train_set(which))
+    cfg = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    counts = prepared_counts(ctx, which)
+    kept = counts["rows_trained"]
     losses = parse_losses(log_path.read_text(encoding="utf-8", errors="replace"))
     return {"config": str(config_path), "log": str(log_path), "model_dir": str(ctx.model_dir(which)),
-            "gpus": gpus, "resumed_from": resumed_from, "rows_in": rows_in, "rows_trained": kept,
-            "rows_dropped": None if kept is None else rows_in - kept, **losses,
+            "gpus": gpus, "resumed_from": resumed_from, "rows_in": len(rows), "ids_sha256": ids_digest(r["id"] for r in rows),
+            "rows_dropped": None if kept is None else len(rows) - kept, **counts, **final_state(ctx, which),
+            "examples_per_step": cfg["micro_batch_size"] * cfg.get("gradient_accumulation_steps", 1) * gpus,
+            "sample_packing": bool(cfg.get("sample_packing")), "seed": cfg.get("seed"), **losses,
             "orchestrator_s": round(ours + time.perf_counter() - t1, 3)}

@@ -98,10 +98,30 @@ def repeat_ratio(text: str) -> float:
     return max(1 - len(set(seq)) / len(seq) if seq else 0.0 for seq in (sents, grams))
 
 
-def _asserted(sentence: str, labels: Sequence[str], start: int = 0) -> set[str]:
-    """Return the labels named, not negated, in `sentence` at or after offset `start`."""
+# A quoted span: "...", “...”, or '...' not part of a word (so "don't" opens none).
+_QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”|(?<!\w)'[^']*'(?!\w)")
+
+
+def _quoted_spans(sentence: str, source_text: str | None) -> list[tuple[int, int]]:
+    """Spans of `sentence` that quote rather than assert: text in quotes, and any run of
+    three or more words copied from the input text (a quote without quote marks)."""
+    spans = [m.span() for m in _QUOTED.finditer(sentence)]
+    if source_text:
+        source = f" {' '.join(_words(source_text))} "
+        words = list(_WORD.finditer(sentence.replace("’", "'")))
+        low = [w.group().lower() for w in words]
+        spans += [(words[i].start(), words[i + 2].end()) for i in range(len(words) - 2)
+                  if f" {' '.join(low[i:i + 3])} " in source]
+    return spans
+
+
+def _asserted(sentence: str, labels: Sequence[str], start: int = 0, source_text: str | None = None) -> set[str]:
+    """Return the labels named, not negated and not quoted, in `sentence` at or after offset `start`."""
     out = set()
-    for s, _, label in label_mentions(sentence, labels):
+    quoted = _quoted_spans(sentence, source_text)
+    for s, e, label in label_mentions(sentence, labels):
+        if any(a <= s and e <= b for a, b in quoted):
+            continue
         before = _words(_CLAUSE_BREAK.split(sentence[:s])[-1])[-4:]
         if s >= start and not any(w in _NEGATORS or w.endswith("n't") for w in before):
             out.add(label)
@@ -109,7 +129,8 @@ def _asserted(sentence: str, labels: Sequence[str], start: int = 0) -> set[str]:
 
 
 def check_reasoning(
-    text: str, gold: str, labels: Sequence[str], min_chars: int = 20, max_repeat_ratio: float = 0.5
+    text: str, gold: str, labels: Sequence[str], min_chars: int = 20, max_repeat_ratio: float = 0.5,
+    source_text: str | None = None,
 ) -> str | None:
     """Return None if the cleaned reasoning `text` is acceptable for `gold`, else a reason code.
 
@@ -126,7 +147,9 @@ def check_reasoning(
       "the answer would be", "classified as", ...) after which it asserts
       another label and not `gold`. Naming labels in passing ("this is not
       anger but sadness", "a hint of fear") or weighing them ("it might seem
-      like fear") is fine. Known blind spot: a label that is also a common
+      like fear") is fine, and so is quoting: a label word inside quotes, or
+      inside a run of three or more words copied from `source_text` (the input
+      text the reasoning explains), is not asserted. Known blind spot: a label that is also a common
       word ("love" as a verb) in the last sentence counts as a mention.
     Raises ValueError if `gold` is not in `labels`.
     """
@@ -143,7 +166,7 @@ def check_reasoning(
         (s, m.start()) for s in sentences if not _HEDGE.search(s) and (m := _VERDICT.search(s))
     ]
     for sentence, start in spans:
-        named = _asserted(sentence, labels, start)
+        named = _asserted(sentence, labels, start, source_text)
         if gold not in named and named:
             return "off_label"
     return None
@@ -201,10 +224,12 @@ class ReasoningQC:
         self.stats = QCStats()
         self._gold: dict[str, str] = {}
 
-    def accept(self, id_: str, gold: str, raw: str) -> str | None:
-        """Return the cleaned reasoning of `raw` if it passes check_reasoning, else None (retry id_)."""
+    def accept(self, id_: str, gold: str, raw: str, source_text: str | None = None) -> str | None:
+        """Return the cleaned reasoning of `raw` if it passes check_reasoning, else None (retry id_).
+
+        `source_text` is the example's input text: label words quoted from it are not verdicts."""
         cleaned = clean_reasoning(raw, self.labels, self.prefix)
-        reason = check_reasoning(cleaned, gold, self.labels, self.min_chars, self.max_repeat_ratio)
+        reason = check_reasoning(cleaned, gold, self.labels, self.min_chars, self.max_repeat_ratio, source_text)
         self.stats.record(gold, reason, retry=id_ in self._gold)
         self._gold[id_] = gold
         return cleaned if reason is None else None

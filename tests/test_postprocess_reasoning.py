@@ -140,6 +140,31 @@ def test_check_reasoning(text, gold, expected):
     assert check_reasoning(text, gold, labels) == expected
 
 
+QUOTE_CASES = [
+    # (reasoning, input text, gold): the last sentence quotes the input, which names another label
+    ("The writer is grieving her dog. She writes that i feel so angry about love and loss.",
+     "i feel so angry about love and loss", "sadness"),
+    ("The writer cannot stop smiling. In her words: \"i am in love with this job\".",
+     "i am in love with this job", "joy"),
+    ("The writer was caught off guard. The text says 'i was surprised i felt no fear'.",
+     "i was surprised i felt no fear", "surprise"),
+]
+
+
+@pytest.mark.parametrize("text,source,gold", QUOTE_CASES)
+def test_check_reasoning_quoting_the_input_is_not_off_label(text, source, gold):
+    """A quote of the input that contains another label's word is no verdict (it was one before)."""
+    assert check_reasoning(text, gold, EMOTION, source_text=source) is None
+    qc = ReasoningQC(EMOTION)
+    assert qc.accept("x", gold, text, source_text=source) == text
+
+
+def test_check_reasoning_copied_words_only_mask_the_copy():
+    """Words outside the copied span still count: a verdict after the quote is still off-label."""
+    text = "She writes i feel so angry about love. Therefore the emotion is anger."
+    assert check_reasoning(text, "love", EMOTION, source_text="i feel so angry about love") == "off_label"
+
+
 def test_check_reasoning_thresholds():
     text = "She smiles. She smiles. She laughs a lot today."
     assert check_reasoning(text, "joy", EMOTION) is None
