@@ -59,11 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pipeline.config import RunContext, load_profile
     from pipeline.io import DataError
-    from pipeline.manifest import RunLock
     from pipeline.preflight import load_task, preflight
     from pipeline.procs import StageFailed
     from pipeline.run import ORDER, run_stages
-    from pipeline.stages import generate
 
     try:
         profile = load_profile(args.profile)
@@ -82,15 +80,11 @@ def main(argv: list[str] | None = None) -> int:
             force = set(ORDER if args.force else ORDER[ORDER.index(args.from_stage):] if args.from_stage else [])
         else:
             names = [args.command]
-            force = set(names) if args.force or shard else set()
+            force = set(names) if args.force else set()
         preflight(ctx, names, shard=shard, force=force)  # outside the lock: run_stages takes it
         if args.check:
             return 0
-        if shard:
-            with RunLock(ctx.run_dir):
-                generate(ctx, shard=shard)
-        else:
-            run_stages(ctx, names, force)
+        run_stages(ctx, names, force, shard=shard)
     except (DataError, StageFailed) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

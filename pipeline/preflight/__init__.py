@@ -43,7 +43,6 @@ hub token, GPUs, disk, Axolotl's schema); this module runs them in order.
 from __future__ import annotations
 
 import difflib
-import json
 import re
 import time
 from pathlib import Path
@@ -51,6 +50,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.config import TASKS_DIR, RunContext, TaskSpec, spec_path
+from pipeline.generation.runner import parse_shard
 from pipeline.io import DataError
 from pipeline.preflight.inputs import check_data_dir, check_reasoning_set, check_run_splits
 from pipeline.preflight.resources import TRAINING, check_axolotl_configs, check_base_model, check_devices, check_disk
@@ -64,11 +64,13 @@ def preflight(ctx: RunContext, stages: list[str], *, shard: str | None = None,
               force: set[str] | frozenset = frozenset(), echo: bool = True) -> None:
     """Raise DataError (one message) for the first problem the given stages would hit."""
     t0 = time.perf_counter()
-    pending = pending_stages(ctx, stages, force)
+    from pipeline.run import pending as pending_stages
+
     done: list[str] = []
     if shard is not None:
-        check_shard(shard)
+        parse_shard(shard)
         done.append("shard")
+    pending = pending_stages(ctx, stages, force, shard)
     rows: dict[str, list[dict]] = {}
     if "prepare" in pending:
         if ctx.data_dir is not None:
@@ -100,35 +102,6 @@ def preflight(ctx: RunContext, stages: list[str], *, shard: str | None = None,
         print(f"[preflight] ok: {', '.join(done) or 'nothing to check'} "
               f"({', '.join(pending) or ('every stage up to date' if stages else 'no stage requested')}) "
               f"in {time.perf_counter() - t0:.1f}s")
-
-
-def pending_stages(ctx: RunContext, stages: list[str], force=frozenset()) -> list[str]:
-    """The requested stages run_stages will run: not recorded fresh in the manifest, or forced."""
-    from pipeline.run import ORDER, fingerprints
-    from pipeline.stages import STAGES
-
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown:
-        raise DataError(f"unknown stage(s) {unknown}; choose from {', '.join(ORDER)}")
-    wanted = [s for s in ORDER if s in stages]
-    if not ctx.manifest_path.exists():
-        return wanted
-    from pipeline.manifest import Manifest
-
-    try:
-        manifest = Manifest(ctx.manifest_path)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{ctx.manifest_path}: not valid JSON ({e}); move it aside to start this run "
-                        f"directory over") from None
-    fps = fingerprints(ctx)
-    return [s for s in wanted if s in force or not manifest.is_fresh(s, fps[s], STAGES[s].outputs(ctx))]
-
-
-# ================================================================== shard
-def check_shard(shard: str) -> None:
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", shard or "")
-    if not m or not int(m.group(1)) < int(m.group(2)):
-        raise DataError(f"--shard {shard!r}: expected i/N with 0 <= i < N, e.g. --shard 0/4 ... --shard 3/4")
 
 
 # ================================================================== task spec (with line numbers)

@@ -181,7 +181,7 @@ def check_lengths(ctx: RunContext, rows: dict[str, list[dict]]) -> None:
         budgets.append(("train", over, mml - int(gen.get("max_tokens", 0)),
                         f"the generate prompt plus generation.max_tokens {gen.get('max_tokens', 0)} must fit "
                         f"generation.max_model_len {mml}", "raise generation.max_model_len in the profile"))
-        pmax = max((ctx.profile.get("predict") or {}).get("max_tokens", {"x": 0}).values())
+        pmax = max(n for n in ctx.profile["predict"]["max_tokens"].values() if n)
         over = count([chat(prompts.classify_messages(task, ""), True)])[0]
         budgets.append(("test", over, mml - int(pmax),
                         f"the predict prompt plus predict.max_tokens {pmax} must fit generation.max_model_len {mml}",
