@@ -138,17 +138,31 @@ def _normalise_label(value, task: TaskSpec, where: str) -> str:
     raise DataError(f"{where}: field 'label' is {value!r}, not one of {task.labels} (or their indices)")
 
 
+def read_data_dir(ctx: RunContext) -> dict[str, list[dict]]:
+    """The --data-dir splits as prepare uses them (first `task_data.limit_<split>` rows), each row
+    with the `_line` it came from; preflight checks exactly these rows."""
+    task, spec = ctx.task, ctx.profile["task_data"]
+    if not ctx.data_dir.is_dir():
+        raise DataError(f"--data-dir {ctx.data_dir}: no such folder (task {task.name!r} expects "
+                        f"{', '.join(task.text_files.values())} in it)")
+    if not task.text_files:
+        raise DataError(f"{task.path}: the task spec has no `text_files`, so --data-dir cannot be used with it")
+    out = {}
+    for split, fname in task.text_files.items():
+        rows = read_text_label_file(ctx.data_dir / fname, task.labels, spec=task.path,
+                                    what=f"task {task.name!r} expects {fname} in --data-dir, as `text_files` in "
+                                         f"{task.path.name if task.path else 'its spec'} says")
+        limit = spec.get(f"limit_{split}")
+        out[split] = rows[:limit] if limit else rows
+    return out
+
+
 def load_task_splits(ctx: RunContext) -> dict[str, list[dict]]:
     """{'train': [...], 'test': [...]} with rows {id, text, label}; ids are `<split>-<n>`."""
     task, spec = ctx.task, ctx.profile["task_data"]
     splits: dict[str, list[dict]] = {}
     if ctx.data_dir is not None:
-        for split, fname in task.text_files.items():
-            path = ctx.data_dir / fname
-            if not path.exists():
-                raise DataError(f"{path}: missing (task {task.name!r} expects {fname} in --data-dir)")
-            splits[split] = read_text_label_file(path, task.labels, spec=task.path)
-        limits = {"train": spec.get("limit_train"), "test": spec.get("limit_test")}
+        splits, limits = read_data_dir(ctx), {}
     elif spec["source"] == "synthetic":
         from pipeline.synthetic import make_emotion_split
 

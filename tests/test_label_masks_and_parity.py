@@ -30,13 +30,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from pipeline import prompts  # noqa: E402
 from pipeline.config import ROOT, RunContext, TaskSpec, load_profile  # noqa: E402
 from pipeline.generation.launch import vllm_python  # noqa: E402
+from pipeline.generation.job import engine_config  # noqa: E402
 from pipeline.io import atomic_write_jsonl, read_jsonl  # noqa: E402
 from pipeline.procs import stop, tool_env  # noqa: E402
-from pipeline.generation.job import engine_config  # noqa: E402
 from pipeline.stages import build_stage2  # noqa: E402
 from pipeline.tiny_model import BOS, EOT  # noqa: E402
 from tests.conftest import orchestrate  # noqa: E402
 
+pytestmark = pytest.mark.slow  # Axolotl preprocesses three data sets
 SETS = ("stage1", "stage2", "baseline")
 N_ROWS = 12
 IGNORE = -100

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from pipeline import preflight as pf
+from pipeline import prompts
 from pipeline.preflight import inputs, resources, templates
 from pipeline.config import RunContext, TaskSpec, load_profile
 from pipeline.io import DataError
@@ -133,21 +134,24 @@ def test_every_template_the_task_uses_is_rendered(tmp_path, monkeypatch, name, b
     prompts_dir = tmp_path / "prompts"
     shutil.copytree(ROOT / "prompts", prompts_dir)
     (prompts_dir / name).write_text(broken, encoding="utf-8")
-    monkeypatch.setattr(templates, "PROMPTS_DIR", prompts_dir)
+    monkeypatch.setattr(prompts, "PROMPTS_DIR", prompts_dir)  # what the stages render with
     line = next(i for i, text in enumerate(broken.splitlines(), 1) if "{{" in text and fragment.split("'")[1] in text)
     with pytest.raises(DataError) as e:
         templates.check_templates(TaskSpec.load("emotion"), {"text": "i feel fine", "label": "joy"})
     assert f"{prompts_dir / name}:{line}: " in str(e.value) and fragment in str(e.value)
 
 
-def test_a_template_pipeline_prompts_cannot_load_is_reported(tmp_path):
+def test_a_question_template_beside_its_task_spec_is_rendered_by_the_pipeline(tmp_path):
+    """A task's own template may live outside prompts/ (a path relative to it): preflight and the
+    stages load it the same way, through pipeline/prompts.py."""
     spec = tmp_path / "task.yml"
     data = yaml.safe_load((ROOT / "tasks" / "emotion.yml").read_text())
-    shutil.copy(ROOT / "prompts" / "emotion_question.jinja", tmp_path / "q.jinja")
+    (tmp_path / "q.jinja").write_text("Classify: {{ text }}\n", encoding="utf-8")
     data["question_template"] = os.path.relpath(tmp_path / "q.jinja", ROOT / "prompts")
     spec.write_text(yaml.safe_dump(data))
-    with pytest.raises(DataError, match=r"task\.yml: question_template .* cannot be loaded by pipeline/prompts\.py"):
-        templates.check_templates(TaskSpec.load(str(spec)), {"text": "i feel fine", "label": "joy"})
+    task = TaskSpec.load(str(spec))
+    templates.check_templates(task, {"text": "i feel fine", "label": "joy"})
+    assert prompts.classify_messages(task, "i feel fine") == [{"role": "user", "content": "Classify: i feel fine"}]
 
 
 def test_prepared_split_with_duplicate_ids_is_reported(tmp_path):

@@ -5,32 +5,17 @@ import sys
 from pathlib import Path
 
 from pipeline.config import RunContext
-from pipeline.data import read_table, read_text, read_text_label_file
+from pipeline.data import read_data_dir, read_table, read_text
 from pipeline.io import DataError
 
 
 # ================================================================== --data-dir files
 def check_data_dir(ctx: RunContext) -> dict[str, list[dict]]:
-    """Parse every --data-dir split; return the rows prepare will use (after limit_<split>)."""
-    task, spec = ctx.task, ctx.profile.get("task_data") or {}
-    if not ctx.data_dir.is_dir():
-        raise DataError(f"--data-dir {ctx.data_dir}: no such folder (task {task.name!r} expects "
-                        f"{', '.join(task.text_files.values())} in it)")
-    if not task.text_files:
-        raise DataError(f"{task.path}: the task spec has no `text_files`, so --data-dir cannot be used with it")
-    policy = spec.get("duplicate_texts", "error")
-    if policy not in ("error", "warn"):
-        raise DataError(f"profile {ctx.profile.get('name')!r}: task_data.duplicate_texts is {policy!r}; "
-                        f"use 'error' or 'warn'")
-    used = {}
-    for split, fname in task.text_files.items():
-        path = ctx.data_dir / fname
-        rows = read_text_label_file(path, task.labels, spec=task.path, what=f"task {task.name!r} expects {fname} in --data-dir, "
-                                                f"as `text_files` in {task.path.name if task.path else 'its spec'} says")
-        limit = spec.get(f"limit_{split}")
-        rows = rows[:limit] if limit else rows
-        _check_duplicate_texts(path, rows, policy, limit)
-        used[split] = rows
+    """Read every --data-dir split with prepare's own reader; duplicates per task_data.duplicate_texts."""
+    used = read_data_dir(ctx)
+    for split, rows in used.items():
+        _check_duplicate_texts(ctx.data_dir / ctx.task.text_files[split], rows,
+                               ctx.profile["task_data"]["duplicate_texts"], ctx.profile["task_data"].get(f"limit_{split}"))
     return used
 
 

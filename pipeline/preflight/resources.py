@@ -201,16 +201,11 @@ def check_disk(ctx: RunContext, training: list[str]) -> None:
 
 # ================================================================== axolotl configs
 def check_axolotl_configs(ctx: RunContext, training: list[str]) -> None:
-    """Axolotl's own schema on each resolved config (pipeline.train.validate_config; imports axolotl)."""
+    """Axolotl's own schema on each resolved config, as `train-*` validates it before training."""
     from pipeline.config import AXOLOTL_CONFIGS_DIR
-    from pipeline.train import resolve_config, validate_config
+    from pipeline.train import resolve_config, target_hardware, validate_config
 
-    train = ctx.profile.get("train") or {}
-    hardware = train.get("target_hardware")
-    if hardware is not None:  # as pipeline.train.write_config validates it
-        hardware = {**hardware, "n_gpu": ctx.gpus or train.get("gpus", 1)}
     for which in training:
-        cfg = resolve_config(ctx, which)
-        source = (f"{AXOLOTL_CONFIGS_DIR / f'{which}.yml'} with profile {ctx.profile.get('name')!r} overrides "
+        source = (f"{AXOLOTL_CONFIGS_DIR / f'{which}.yml'} with profile {ctx.profile['name']!r} overrides "
                   f"(train.axolotl, train.{which})")
-        validate_config(cfg, hardware, source)
+        validate_config(resolve_config(ctx, which), target_hardware(ctx), source)
