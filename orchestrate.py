@@ -57,15 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from pipeline.config import RunContext, load_profile
+    from pipeline.config import RunContext, TaskSpec, load_profile
     from pipeline.io import DataError
-    from pipeline.preflight import load_task, preflight
+    from pipeline.preflight import preflight
     from pipeline.procs import StageFailed
     from pipeline.run import ORDER, run_stages
 
     try:
         profile = load_profile(args.profile)
-        ctx = RunContext(profile, load_task(args.task), args.run_dir or f"runs/{profile['name']}",
+        ctx = RunContext(profile, TaskSpec.load(args.task), args.run_dir or f"runs/{profile['name']}",
                          data_dir=args.data_dir, backend=args.backend, gpus=args.gpus)
         if args.command == "plan":
             from pipeline.plan import estimate, render

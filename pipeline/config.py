@@ -7,6 +7,7 @@ directory, so stages never build paths by hand.
 from __future__ import annotations
 
 import copy
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +42,9 @@ def _load_yaml(path: Path) -> dict:
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except yaml.YAMLError as e:
-        raise DataError(f"{path}: not valid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise DataError(f"{where}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a mapping at the top level")
     return data
@@ -132,20 +135,28 @@ class TaskSpec:
     def load(cls, name_or_path: str) -> "TaskSpec":
         path = spec_path(name_or_path, TASKS_DIR, "task spec")
         data = _load_yaml(path)
-        known = {f for f in cls.__dataclass_fields__ if f != "path"}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise DataError(f"{path}: unknown field(s) {unknown}; known fields: {sorted(known)}")
+
+        def at(key: str) -> str:  # file:line of a field, for every message below
+            line = _key_line(path, (key,))
+            return f"{path}:{line}" if line else str(path)
+
+        known = [f for f in cls.__dataclass_fields__ if f != "path"]
+        for key in data:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise DataError(f"{at(key)}: unknown field {key!r} in the task spec; {hint}known fields: {known}")
         missing = sorted(f for f in ("name", "labels", "question_template", "answer_prefix") if f not in data)
         if missing:
             raise DataError(f"{path}: missing field(s) {missing}")
         labels = data["labels"]
         if not (isinstance(labels, list) and len(labels) >= 2 and all(isinstance(x, str) and x.strip() for x in labels)):
-            raise DataError(f"{path}: field 'labels' must be a list of at least two non-empty strings")
+            raise DataError(f"{at('labels')}: field 'labels' must be a list of at least two non-empty strings")
         if len(set(labels)) != len(labels):
-            raise DataError(f"{path}: field 'labels' has duplicates: {labels}")
+            raise DataError(f"{at('labels')}: field 'labels' has duplicates: {labels}")
         if not (PROMPTS_DIR / data["question_template"]).exists():
-            raise DataError(f"{path}: field 'question_template': {data['question_template']} is not in {PROMPTS_DIR}")
+            raise DataError(f"{at('question_template')}: field 'question_template': {data['question_template']} "
+                            f"is not in {PROMPTS_DIR}")
         return cls(**data, path=path)
 
 

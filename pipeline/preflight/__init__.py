@@ -42,16 +42,10 @@ hub token, GPUs, disk, Axolotl's schema); this module runs them in order.
 """
 from __future__ import annotations
 
-import difflib
-import re
 import time
-from pathlib import Path
 
-import yaml
-
-from pipeline.config import TASKS_DIR, RunContext, TaskSpec, spec_path
+from pipeline.config import RunContext
 from pipeline.generation.runner import parse_shard
-from pipeline.io import DataError
 from pipeline.preflight.inputs import check_data_dir, check_reasoning_set, check_run_splits
 from pipeline.preflight.resources import TRAINING, check_axolotl_configs, check_base_model, check_devices, check_disk
 from pipeline.preflight.templates import SAMPLE_TEXT, check_lengths, check_templates
@@ -102,38 +96,3 @@ def preflight(ctx: RunContext, stages: list[str], *, shard: str | None = None,
         print(f"[preflight] ok: {', '.join(done) or 'nothing to check'} "
               f"({', '.join(pending) or ('every stage up to date' if stages else 'no stage requested')}) "
               f"in {time.perf_counter() - t0:.1f}s")
-
-
-# ================================================================== task spec (with line numbers)
-def _yaml_key_lines(path: Path) -> dict[str, int]:
-    try:
-        node = yaml.compose(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise DataError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
-    if not isinstance(node, yaml.MappingNode):
-        return {}
-    return {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
-
-
-def load_task(name_or_path: str) -> TaskSpec:
-    """TaskSpec.load, with errors that name the line of the offending key."""
-    path = spec_path(name_or_path, TASKS_DIR, "task spec")
-    lines = _yaml_key_lines(path)
-    known = [f for f in TaskSpec.__dataclass_fields__ if f != "path"]
-    for key, line in lines.items():
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise DataError(f"{path}:{line}: unknown field {key!r} in the task spec; {hint}known fields: {known}")
-    try:
-        return TaskSpec.load(str(path))
-    except DataError as e:  # add the line of the field the message names
-        msg = str(e)
-        field = re.search(r"field '(\w+)'", msg)
-        if field and field.group(1) in lines and msg.startswith(f"{path}:"):
-            msg = f"{path}:{lines[field.group(1)]}:{msg[len(str(path)) + 1:]}"
-        raise DataError(msg) from None
-
-
