@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from pipeline.config import RunContext
-from pipeline.data import read_data_dir, read_table, read_text
+from pipeline.data import TABLE_SUFFIXES, load_reasoning_set, read_data_dir, read_table
 from pipeline.io import DataError
 
 
@@ -48,36 +48,12 @@ def _clip(text: str, n: int = 60) -> str:
 
 # ================================================================== local reasoning set
 def check_reasoning_set(ctx: RunContext) -> bool:
-    """A local reasoning-set file: every row has every mapped column, non-empty. False if not local."""
-    from pipeline.data import TABLE_SUFFIXES
-
-    spec = ctx.profile.get("reasoning_set") or {}
-    source = str(spec.get("source", ""))
+    """A local reasoning-set file, read by prepare's own loader (every mapped column present and
+    non-empty, named by line). False if the set is not a local file."""
+    source = str(ctx.profile["reasoning_set"]["source"])
     if source == "synthetic" or Path(source).suffix not in TABLE_SUFFIXES:
         return False
-    path = Path(source)
-    if path.suffix != ".parquet":
-        read_text(path, "profile reasoning_set.source")  # exists, readable, UTF-8
-    try:
-        rows = read_table(path)
-    except DataError:
-        raise
-    except Exception as e:  # pandas / pyarrow parse errors
-        raise DataError(f"{path}: cannot be read as {path.suffix[1:]}: {e}") from None
-    if not rows:
-        raise DataError(f"{path}: no rows (profile reasoning_set.source)")
-    columns = spec.get("columns") or {}
-    for row in rows:
-        where = f"{path}:{row['_line']}"
-        for ours, src in columns.items():
-            if src not in row:
-                have = [c for c in row if c != "_line"]
-                raise DataError(f"{where}: column {src!r} ({ours}) is missing; this row has columns {have}. "
-                                f"Fix the row, or map the column in the profile (reasoning_set.columns.{ours})")
-            value = row[src]
-            if not isinstance(value, str) or not value.strip():
-                raise DataError(f"{where}: column {src!r} ({ours}) is empty or not text ({value!r}); "
-                                f"fill it in or remove that row")
+    load_reasoning_set(ctx)
     return True
 
 
