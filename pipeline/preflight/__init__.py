@@ -5,18 +5,19 @@ template field that does not exist, a gated model without a token, no GPU, a ful
 disk, an Axolotl config Axolotl rejects) is found here and raised as ONE
 `DataError` that names the file and line where there is one and says what to do.
 
-Only the stages that will actually run are checked: a stage the manifest records as
-finished with the current fingerprint (and not in `force`) is skipped by
-`run_stages`, so it is skipped here too. Checks, in order (cheap ones first):
+Every check calls the code the stages run, so it cannot drift from them: the runner's
+own list of pending stages (`pipeline.run.pending`: a stage recorded fresh in the
+manifest and not forced is skipped there, so it is skipped here), prepare's readers,
+pipeline/prompts.py, and pipeline/train.py's config resolution and validation. The
+profile itself was already validated when it was loaded (pipeline/profile.py).
+Checks, in order (cheap ones first):
 
-  shard        `--shard i/N` is well formed
-  data         the --data-dir text;label files: readable UTF-8, `text;label` lines,
-               known labels, no empty texts, no duplicate texts within a split
-               (profile `task_data.duplicate_texts: error | warn`, default error)
-  reasoning    a local reasoning-set file (.jsonl/.csv/.parquet): valid rows, every
-               mapped column present and non-empty
-  templates    every prompt template the task uses renders with StrictUndefined on a
-               sample row (the fields pipeline/prompts.py passes), and loads from prompts/
+  shard        `--shard i/N` is well formed (the runner's parser)
+  data         the --data-dir splits as prepare reads them (`data.read_data_dir`), and no
+               duplicate texts within a split (profile `task_data.duplicate_texts`)
+  reasoning    a local reasoning-set file, read by `data.load_reasoning_set`
+  templates    every conversation the stages build, built by pipeline/prompts.py on a
+               sample row and rendered through the chat template (StrictUndefined)
   lengths      every used text fits: the training row in Axolotl's sequence_len, the
                generate / predict prompt plus max_tokens in generation.max_model_len
                (the base model's tokenizer when it is local, else ~4 characters/token)
@@ -24,8 +25,8 @@ finished with the current fingerprint (and not in `force`) is skipped by
   base model   a gated hub model (meta-llama/...) has a token; offline: it is cached
   devices      profile `device: cuda | cpu` (below): a GPU where vLLM or training needs one
   disk         room for the checkpoints the training stages will save
-  axolotl      the resolved Axolotl configs pass Axolotl's schema (imports axolotl,
-               ~15 s: only when a training stage will run)
+  axolotl      the resolved Axolotl configs pass Axolotl's schema (`train.validate_config`;
+               imports axolotl, ~15 s: only when a training stage will run)
 
 Profile key `device: cuda | cpu` (top level) says where the profile's models run.
 `cuda`: the vLLM backend and training need a visible NVIDIA GPU (and `--gpus`,

@@ -56,13 +56,10 @@ def check_base_model(ctx: RunContext) -> None:
 
 # ================================================================== devices
 def profile_device(profile: dict) -> str:
-    device = profile.get("device")
-    if device is None:
-        worker_env = (profile.get("generation") or {}).get("worker_env") or {}
-        device = "cpu" if "VLLM_CPU_KVCACHE_SPACE" in worker_env else "cuda"
-    if device not in ("cpu", "cuda"):
-        raise DataError(f"profile {profile.get('name')!r}: device is {device!r}; use 'cuda' or 'cpu'")
-    return device
+    """`device` (cuda | cpu, checked by the profile schema); unset: cpu when vLLM's CPU KV cache is sized."""
+    if profile["device"] is not None:
+        return profile["device"]
+    return "cpu" if "VLLM_CPU_KVCACHE_SPACE" in profile["generation"]["worker_env"] else "cuda"
 
 
 def visible_gpus() -> int:
