@@ -86,9 +86,12 @@ def run_stages(ctx: RunContext, names: list[str], force: set[str] = frozenset(),
             if name not in force and manifest.is_fresh(rec, fps[name], outputs(ctx, name, shard)):
                 print(f"[{rec}] up to date, skipped (use --force or --from {name} to rerun)")
                 continue
-            old = manifest.stage(rec).get("fingerprint")
+            # whose work the partial state is: shards and the merge of generate share generations/
+            written = manifest.data.setdefault("state", {})
+            old = written.get(name) or manifest.stage(name).get("fingerprint")
             if name in force or (old and old != fps[name]):
                 _move_aside(ctx, st.state(ctx), old or "forced")
+            written[name] = fps[name]
             manifest.start(rec, fps[name])  # recorded before it is announced: a kill after the line finds it
             print(f"[{rec}] running")
             try:

@@ -25,7 +25,8 @@ def _copy_trained(tiny_run: Path, dest: Path) -> Path:
     train = read_jsonl(dest / "data" / "task" / "train.jsonl")[:N_TRAIN]
     atomic_write_jsonl(dest / "data" / "task" / "train.jsonl", train)
     manifest = read_json(tiny_run / "manifest.json")
-    manifest["stages"] = {k: v for k, v in manifest["stages"].items() if k in ("prepare", "train-stage1")}
+    for key in ("stages", "state"):
+        manifest[key] = {k: v for k, v in manifest.get(key, {}).items() if k in ("prepare", "train-stage1")}
     atomic_write_json(dest / "manifest.json", manifest)
     return dest
 
