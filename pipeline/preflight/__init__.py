@@ -58,14 +58,14 @@ TEMPLATE_STAGES = {"prepare", "generate", "build-stage2", "predict"}
 def preflight(ctx: RunContext, stages: list[str], *, shard: str | None = None,
               force: set[str] | frozenset = frozenset(), echo: bool = True) -> None:
     """Raise DataError (one message) for the first problem the given stages would hit."""
-    t0 = time.perf_counter()
-    from pipeline.run import pending as pending_stages
+    from pipeline import run  # imported here: pipeline.run imports the stages
 
+    t0 = time.perf_counter()
     done: list[str] = []
     if shard is not None:
         parse_shard(shard)
         done.append("shard")
-    pending = pending_stages(ctx, stages, force, shard)
+    pending = run.pending(ctx, stages, force, shard)  # the runner's own list
     rows: dict[str, list[dict]] = {}
     if "prepare" in pending:
         if ctx.data_dir is not None:
