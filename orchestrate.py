@@ -67,17 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from pipeline.config import RunContext, load_profile
+    from pipeline.config import RunContext, TaskSpec, load_profile
     from pipeline.io import DataError
-    from pipeline.manifest import RunLock
-    from pipeline.preflight import load_task, preflight
+    from pipeline.preflight import preflight
     from pipeline.procs import StageFailed
     from pipeline.run import ORDER, run_replicates, run_stages
-    from pipeline.stages import generate
 
     try:
         profile = load_profile(args.profile)
-        ctx = RunContext(profile, load_task(args.task), args.run_dir or f"runs/{profile['name']}",
+        ctx = RunContext(profile, TaskSpec.load(args.task), args.run_dir or f"runs/{profile['name']}",
                          data_dir=args.data_dir, backend=args.backend, gpus=args.gpus)
         if args.command == "plan":
             from pipeline.plan import estimate, render
@@ -92,18 +90,15 @@ def main(argv: list[str] | None = None) -> int:
             force = set(ORDER if args.force else ORDER[ORDER.index(args.from_stage):] if args.from_stage else [])
         else:
             names = [args.command]
-            force = set(names) if args.force or shard else set()
+            force = set(names) if args.force else set()
         preflight(ctx, names, shard=shard, force=force)  # outside the lock: run_stages takes it
         if args.check:
             return 0
         seeds = args.seeds or profile.get("seeds")
-        if shard:
-            with RunLock(ctx.run_dir):
-                generate(ctx, shard=shard)
-        elif seeds:
+        if seeds and not shard:
             run_replicates(ctx, names, force, seeds)
         else:
-            run_stages(ctx, names, force)
+            run_stages(ctx, names, force, shard=shard)
     except (DataError, StageFailed) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -115,12 +115,12 @@ def model_requests(ctx: RunContext, model: str, n: int | None) -> tuple[list[dic
 def run_backend(ctx: RunContext, backend: str, model_dir: Path, requests: list[dict], sampling: dict, work: Path,
                 echo: bool = False) -> dict:
     """Generate `requests` with one backend exactly as the pipeline does; rows by id plus timing."""
-    from pipeline.stages import _engine_config, _generation_job
+    from pipeline.generation.job import GenerationJob, engine_config
 
     atomic_write_jsonl(work / "requests.jsonl", requests)
-    job = _generation_job(ctx, model_dir, work / "requests.jsonl", work / "shards", sampling)
+    job = GenerationJob.from_profile(ctx.generation, model_dir, work / "requests.jsonl", work / "shards", sampling)
     t0 = time.perf_counter()
-    with GenerationSession(backend, _engine_config(ctx), work / "session.log", offline=True,
+    with GenerationSession(backend, engine_config(ctx.generation), work / "session.log", offline=True,
                            worker_env=ctx.generation.get("worker_env"), echo=echo) as session:
         stats = session.run(job)
     wall = time.perf_counter() - t0

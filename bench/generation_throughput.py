@@ -38,16 +38,16 @@ from pipeline.io import atomic_write_json, atomic_write_jsonl, read_jsonl  # noq
 
 
 def bench_backend(ctx, backend: str, model_dir: Path, requests: list[dict], work: Path, echo: bool) -> dict:
-    from pipeline.stages import _engine_config, _generation_job
+    from pipeline.generation.job import GenerationJob, engine_config
 
     gen = ctx.generation
     sampling = {k: gen[k] for k in ("temperature", "top_p", "max_tokens")}
     atomic_write_jsonl(work / "warmup.jsonl", [{**requests[0], "id": "warmup"}])
     atomic_write_jsonl(work / "requests.jsonl", requests)
-    warm_job = _generation_job(ctx, model_dir, work / "warmup.jsonl", work / "warmup", sampling)
-    job = _generation_job(ctx, model_dir, work / "requests.jsonl", work / "shards", sampling)
+    warm_job = GenerationJob.from_profile(ctx.generation, model_dir, work / "warmup.jsonl", work / "warmup", sampling)
+    job = GenerationJob.from_profile(ctx.generation, model_dir, work / "requests.jsonl", work / "shards", sampling)
     t_open = time.perf_counter()
-    with GenerationSession(backend, _engine_config(ctx), work / "session.log", offline=True,
+    with GenerationSession(backend, engine_config(ctx.generation), work / "session.log", offline=True,
                            worker_env=gen.get("worker_env"), echo=echo) as session:
         t0 = time.perf_counter()
         warm = session.run(warm_job)

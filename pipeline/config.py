@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +43,9 @@ def _load_yaml(path: Path) -> dict:
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except yaml.YAMLError as e:
-        raise DataError(f"{path}: not valid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise DataError(f"{where}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a mapping at the top level")
     return data
@@ -59,13 +62,63 @@ def spec_path(name_or_path: str, folder: Path, kind: str) -> Path:
     return path
 
 
-def load_profile(name_or_path: str) -> dict:
+def _profile_chain(name_or_path: str) -> list[tuple[Path, dict]]:
+    """[(path, its YAML)] from the profile named to the root of its `inherit:` chain.
+
+    `inherit:` names a shipped profile (`paper`) or a path, relative to the inheriting file."""
+    chain: list[tuple[Path, dict]] = []
     path = spec_path(name_or_path, PROFILES_DIR, "profile")
-    data = _load_yaml(path)
-    parent = data.pop("inherit", None)
-    profile = deep_merge(load_profile(parent), data) if parent else data
-    profile["name"] = path.stem
+    while True:
+        if any(path.resolve() == p.resolve() for p, _ in chain):
+            raise DataError(f"{path}: `inherit:` loops back to a profile already in the chain "
+                            f"({' -> '.join(str(p) for p, _ in chain)})")
+        data = _load_yaml(path)
+        chain.append((path, data))
+        parent = data.pop("inherit", None)
+        if parent is None:
+            return chain
+        if not isinstance(parent, str):
+            raise DataError(f"{path}: `inherit:` must name a profile (e.g. paper) or a .yml path, got {parent!r}")
+        relative = path.parent / parent
+        path = relative if Path(parent).suffix and relative.exists() else spec_path(parent, PROFILES_DIR, "profile")
+
+
+def _key_line(path: Path, keys: tuple) -> int | None:
+    """The line of the nested key `keys` in the YAML file `path` (None if it is not there)."""
+    node = yaml.compose(path.read_text(encoding="utf-8"))
+    line = None
+    for key in keys:
+        match = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(key)),
+                     None) if isinstance(node, yaml.MappingNode) else None
+        if match is None:
+            return None
+        line, node = match[0].start_mark.line + 1, match[1]
+    return line
+
+
+def load_profile(name_or_path: str) -> dict:
+    """The profile merged over the ones it inherits and validated (pipeline/profile.py): a plain
+    dict with every default filled; a bad key stops here with its file, line and a suggestion."""
+    from pipeline.profile import validate
+
+    chain = _profile_chain(name_or_path)
+    merged: dict = {}
+    for _, data in reversed(chain):
+        merged = deep_merge(merged, data)
+    name = chain[0][0].stem
+    profile, errors = validate({**merged, "name": name})
+    if errors:
+        raise DataError("\n  ".join(f"{_where(chain, loc)}: profile {name!r}: {msg}" for loc, msg in errors))
     return profile
+
+
+def _where(chain: list[tuple[Path, dict]], keys: tuple) -> str:
+    """file:line of the most-derived profile in the chain that sets the key (else the profile named)."""
+    for path, _ in chain:
+        line = _key_line(path, keys)
+        if line is not None:
+            return f"{path}:{line}"
+    return str(chain[0][0])
 
 
 @dataclass(frozen=True)
@@ -83,20 +136,28 @@ class TaskSpec:
     def load(cls, name_or_path: str) -> "TaskSpec":
         path = spec_path(name_or_path, TASKS_DIR, "task spec")
         data = _load_yaml(path)
-        known = {f for f in cls.__dataclass_fields__ if f != "path"}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise DataError(f"{path}: unknown field(s) {unknown}; known fields: {sorted(known)}")
+
+        def at(key: str) -> str:  # file:line of a field, for every message below
+            line = _key_line(path, (key,))
+            return f"{path}:{line}" if line else str(path)
+
+        known = [f for f in cls.__dataclass_fields__ if f != "path"]
+        for key in data:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise DataError(f"{at(key)}: unknown field {key!r} in the task spec; {hint}known fields: {known}")
         missing = sorted(f for f in ("name", "labels", "question_template", "answer_prefix") if f not in data)
         if missing:
             raise DataError(f"{path}: missing field(s) {missing}")
         labels = data["labels"]
         if not (isinstance(labels, list) and len(labels) >= 2 and all(isinstance(x, str) and x.strip() for x in labels)):
-            raise DataError(f"{path}: field 'labels' must be a list of at least two non-empty strings")
+            raise DataError(f"{at('labels')}: field 'labels' must be a list of at least two non-empty strings")
         if len(set(labels)) != len(labels):
-            raise DataError(f"{path}: field 'labels' has duplicates: {labels}")
+            raise DataError(f"{at('labels')}: field 'labels' has duplicates: {labels}")
         if not (PROMPTS_DIR / data["question_template"]).exists():
-            raise DataError(f"{path}: field 'question_template': {data['question_template']} is not in {PROMPTS_DIR}")
+            raise DataError(f"{at('question_template')}: field 'question_template': {data['question_template']} "
+                            f"is not in {PROMPTS_DIR}")
         return cls(**data, path=path)
 
 

@@ -64,12 +64,16 @@ def read_text_label_file(path: Path, labels: Sequence[str], what: str = "", spec
 def read_table(path: Path) -> list[dict]:
     """A local table as a list of dicts, each with the `_line` it came from."""
     path = Path(path)
+    if path.suffix != ".parquet":
+        read_text(path)  # exists, readable, UTF-8
     if path.suffix in (".jsonl", ".json"):
-        read_text(path)
         return [{**obj, "_line": lineno} for lineno, obj in iter_jsonl_lines(path)]
     import pandas as pd
 
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False) if path.suffix == ".csv" else pd.read_parquet(path)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False) if path.suffix == ".csv" else pd.read_parquet(path)
+    except Exception as e:  # pandas / pyarrow parse errors
+        raise DataError(f"{path}: cannot be read as {path.suffix[1:]}: {e}") from None
     rows = frame.to_dict("records")
     first = 2 if path.suffix == ".csv" else 1  # CSV: line 1 is the header
     for i, row in enumerate(rows):
@@ -84,22 +88,22 @@ def read_hub(path: str, split: str, name: str | None = None) -> list[dict]:
 
 
 def map_columns(rows: list[dict], columns: dict[str, str], source: str) -> list[dict]:
-    """Rename source columns to our names; a missing one lists the columns the data has."""
+    """Rename source columns to our names; each mapped cell must be non-empty text. Errors name the
+    row's line and list the columns it has, so a wrong mapping is fixed in one go."""
     if not rows:
         raise DataError(f"{source}: no rows")
-    have = [c for c in rows[0] if c != "_line"]
-    missing = [src for src in columns.values() if src not in rows[0]]
-    if missing:
-        raise DataError(f"{source}: column(s) {missing} not found; the data has columns {have}. "
-                        f"Map them in the profile (reasoning_set.columns).")
     out = []
-    for row in rows:
-        absent = [src for src in columns.values() if src not in row]
-        if absent:
-            raise DataError(f"{source}:{row.get('_line')}: column(s) {absent} missing in this row")
-        new = {ours: row[src] for ours, src in columns.items()}
-        new["_line"] = row.get("_line")
-        out.append(new)
+    for i, row in enumerate(rows):
+        where = f"{source}:{row['_line']}" if row.get("_line") else f"{source}, row {i + 1}"
+        for ours, src in columns.items():
+            if src not in row:
+                have = [c for c in row if c != "_line"]
+                raise DataError(f"{where}: column {src!r} ({ours}) is missing; this row has columns {have}. "
+                                f"Fix the row, or map the column in the profile (reasoning_set.columns.{ours})")
+            if not isinstance(row[src], str) or not row[src].strip():
+                raise DataError(f"{where}: column {src!r} ({ours}) is empty or not text ({row[src]!r}); "
+                                f"fill it in or remove that row")
+        out.append({ours: row[src] for ours, src in columns.items()})
     return out
 
 
@@ -121,14 +125,9 @@ def load_reasoning_set(ctx: RunContext) -> list[dict]:
     else:
         raw = read_table(Path(source)) if _is_local(source) else read_hub(source, spec.get("split", "train"))
         rows = map_columns(raw, spec["columns"], source)
-        for row in rows:
-            for field in ("question", "answer", "reasoning"):
-                if not isinstance(row[field], str) or not row[field].strip():
-                    where = f"{source}:{row['_line']}" if row.get("_line") else source
-                    raise DataError(f"{where}: field {spec['columns'][field]!r} ({field}) is empty or not text")
     if spec.get("limit"):
         rows = rows[: spec["limit"]]
-    return [{"id": f"rs-{i:06d}", **{k: v for k, v in r.items() if k != "_line"}} for i, r in enumerate(rows)]
+    return [{"id": f"rs-{i:06d}", **r} for i, r in enumerate(rows)]
 
 
 def _normalise_label(value, task: TaskSpec, where: str) -> str:
@@ -141,17 +140,31 @@ def _normalise_label(value, task: TaskSpec, where: str) -> str:
     raise DataError(f"{where}: field 'label' is {value!r}, not one of {task.labels} (or their indices)")
 
 
+def read_data_dir(ctx: RunContext) -> dict[str, list[dict]]:
+    """The --data-dir splits as prepare uses them (first `task_data.limit_<split>` rows), each row
+    with the `_line` it came from; preflight checks exactly these rows."""
+    task, spec = ctx.task, ctx.profile["task_data"]
+    if not ctx.data_dir.is_dir():
+        raise DataError(f"--data-dir {ctx.data_dir}: no such folder (task {task.name!r} expects "
+                        f"{', '.join(task.text_files.values())} in it)")
+    if not task.text_files:
+        raise DataError(f"{task.path}: the task spec has no `text_files`, so --data-dir cannot be used with it")
+    out = {}
+    for split, fname in task.text_files.items():
+        rows = read_text_label_file(ctx.data_dir / fname, task.labels, spec=task.path,
+                                    what=f"task {task.name!r} expects {fname} in --data-dir, as `text_files` in "
+                                         f"{task.path.name if task.path else 'its spec'} says")
+        limit = spec.get(f"limit_{split}")
+        out[split] = rows[:limit] if limit else rows
+    return out
+
+
 def load_task_splits(ctx: RunContext) -> dict[str, list[dict]]:
     """{'train': [...], 'test': [...]} with rows {id, text, label}; ids are `<split>-<n>`."""
     task, spec = ctx.task, ctx.profile["task_data"]
     splits: dict[str, list[dict]] = {}
     if ctx.data_dir is not None:
-        for split, fname in task.text_files.items():
-            path = ctx.data_dir / fname
-            if not path.exists():
-                raise DataError(f"{path}: missing (task {task.name!r} expects {fname} in --data-dir)")
-            splits[split] = read_text_label_file(path, task.labels, spec=task.path)
-        limits = {"train": spec.get("limit_train"), "test": spec.get("limit_test")}
+        splits, limits = read_data_dir(ctx), {}
     elif spec["source"] == "synthetic":
         from pipeline.synthetic import make_emotion_split
 

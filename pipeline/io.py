@@ -27,20 +27,48 @@ def move_aside(path: Path, run_dir: Path, name: str) -> Path:
     return dest
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _synced_temp(folder: Path, prefix: str, data: bytes) -> str:
+    """`data` in a temporary file of `folder`, flushed to disk (a rename never exposes half a file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    path = Path(path)
+    tmp = _synced_temp(path.parent, f".{path.name}.", data)
+    try:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_create_numbered(folder: Path, stem: str, suffix: str, data: bytes) -> Path:
+    """Write `data` as the next free `<stem>-NNNNN<suffix>` in `folder`, claimed with a hard link,
+    which fails rather than replaces: processes writing into one folder never overwrite each other."""
+    folder = Path(folder)
+    tmp = _synced_temp(folder, f".{stem}-", data)
+    index = len(list(folder.glob(f"{stem}-*{suffix}")))
+    try:
+        while True:
+            path = folder / f"{stem}-{index:05d}{suffix}"
+            try:
+                os.link(tmp, path)
+                return path
+            except FileExistsError:
+                index += 1
+    finally:
+        os.unlink(tmp)
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
@@ -51,8 +79,12 @@ def atomic_write_json(path: Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 
 
+def jsonl_bytes(rows: Iterable[dict]) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+
+
 def atomic_write_jsonl(path: Path, rows: Iterable[dict]) -> Path:
-    return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return atomic_write_bytes(path, jsonl_bytes(rows))
 
 
 def iter_jsonl_lines(path: Path) -> Iterator[tuple[int, dict]]:

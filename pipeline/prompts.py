@@ -7,6 +7,8 @@ template that references an unknown field fails loudly instead of rendering "".
 """
 from __future__ import annotations
 
+import os
+import traceback
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,17 +20,35 @@ from pipeline.io import DataError
 CHAT_TEMPLATE = "chat_template.jinja"
 
 
-@lru_cache(maxsize=1)
-def _env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(PROMPTS_DIR), undefined=jinja2.StrictUndefined,
+@lru_cache(maxsize=4)
+def _env(folder: Path) -> jinja2.Environment:
+    """Templates by file name in `folder`, or by a path relative to it (a task's own question
+    template may live beside its spec: `../my_task/question.jinja`)."""
+    def load(name: str):
+        path = Path(os.path.normpath(folder / name))
+        if not path.is_file():
+            return None
+        mtime = path.stat().st_mtime
+        return path.read_text(encoding="utf-8"), str(path), lambda: path.is_file() and path.stat().st_mtime == mtime
+
+    return jinja2.Environment(loader=jinja2.FunctionLoader(load), undefined=jinja2.StrictUndefined,
                               keep_trailing_newline=False, autoescape=False)
 
 
 def render(name: str, **fields) -> str:
+    """Render one template; every error names the template file (and line) and the fields given."""
+    path = Path(os.path.normpath(PROMPTS_DIR / name))
     try:
-        return _env().get_template(name).render(**fields).strip()
+        return _env(PROMPTS_DIR).get_template(name).render(**fields).strip()
+    except jinja2.TemplateNotFound:
+        raise DataError(f"{path}: template not found (named by the task spec or pipeline/prompts.py)") from None
+    except jinja2.TemplateSyntaxError as e:
+        raise DataError(f"{e.filename or path}:{e.lineno}: template syntax error: {e.message}") from None
     except jinja2.UndefinedError as e:
-        raise DataError(f"{PROMPTS_DIR / name}: {e.message}; fields given: {sorted(fields)}") from None
+        line = next((f.lineno for f in reversed(traceback.extract_tb(e.__traceback__)) if Path(f.filename) == path),
+                    None)
+        raise DataError(f"{path}{f':{line}' if line else ''}: {e.message}; fields given: {sorted(fields)}. "
+                        f"Use one of those fields or fix the name") from None
 
 
 def chat_template() -> str:

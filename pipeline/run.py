@@ -7,13 +7,14 @@ with an unchanged fingerprint resumes from its partial work (shards, checkpoints
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pipeline.config import RunContext
 from pipeline.io import DataError, move_aside
 from pipeline.manifest import Manifest, RunLock, environment, fingerprint, file_hash
 from pipeline.prompts import template_paths
-from pipeline.stages import STAGES
+from pipeline.stages import STAGES, shard_summary
 
 ORDER = list(STAGES)
 # The data engine: run once in RUN and shared by its replicates RUN/seed-N (--seeds).
@@ -45,37 +46,68 @@ def _record_run(ctx: RunContext, manifest: Manifest) -> None:
                               "replicate": ctx.seed}
 
 
-def run_stages(ctx: RunContext, names: list[str], force: set[str] = frozenset(), **stage_kwargs) -> None:
+def pending(ctx: RunContext, names: list[str], force=frozenset(), shard: str | None = None) -> list[str]:
+    """The requested stages, in order, that `run_stages` will run: not recorded fresh, or forced."""
+    unknown = [s for s in names if s not in STAGES]
+    if unknown:
+        raise DataError(f"unknown stage(s) {unknown}; choose from {', '.join(ORDER)}")
+    manifest, fps = _read_manifest(ctx), fingerprints(ctx)
+    return [n for n in ORDER if n in names
+            and (n in force or not manifest.is_fresh(record_name(n, shard), fps[n], outputs(ctx, n, shard)))]
+
+
+def record_name(name: str, shard: str | None) -> str:
+    """A shard of generate has its own manifest record: it is not the finished stage."""
+    return f"{name} --shard {shard}" if shard else name
+
+
+def outputs(ctx: RunContext, name: str, shard: str | None) -> list[Path]:
+    return [shard_summary(ctx, shard)] if shard else STAGES[name].outputs(ctx)
+
+
+def _read_manifest(ctx: RunContext) -> Manifest:
+    try:
+        return Manifest(ctx.manifest_path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{ctx.manifest_path}: not valid JSON ({e}); move it aside to start this run "
+                        f"directory over") from None
+
+
+def run_stages(ctx: RunContext, names: list[str], force: set[str] = frozenset(), shard: str | None = None) -> None:
+    """Run `names` in order; `shard` ("i/N", generate only) runs one machine's share of generate."""
+    if shard and list(names) != ["generate"]:
+        raise DataError(f"--shard {shard} applies to the generate stage only")
     with RunLock(ctx.run_dir):
-        manifest = Manifest(ctx.manifest_path)
+        manifest = _read_manifest(ctx)
         shared = Manifest(ctx.home / "manifest.json") if ctx.shared_dir else manifest
         _record_run(ctx, manifest)
         fps = fingerprints(ctx)
-        for name in ORDER:
-            if name not in names:
-                continue
+        for name in [n for n in ORDER if n in names]:
             if ctx.shared_dir and name in SHARED:
                 raise DataError(f"{ctx.run_dir}: a replicate runs no {name!r}; its data engine lives in {ctx.shared_dir}")
-            st = STAGES[name]
+            st, rec = STAGES[name], record_name(name, shard)
             for dep in st.deps:
                 if not (shared if dep in SHARED else manifest).is_fresh(dep, fps[dep], STAGES[dep].outputs(ctx)):
                     raise DataError(f"stage {name!r} needs stage {dep!r} finished with the current configuration; "
                                     f"run `python orchestrate.py {dep}` (or `all`) first")
-            if name not in force and manifest.is_fresh(name, fps[name], st.outputs(ctx)):
-                print(f"[{name}] up to date, skipped (use --force or --from {name} to rerun)")
+            if name not in force and manifest.is_fresh(rec, fps[name], outputs(ctx, name, shard)):
+                print(f"[{rec}] up to date, skipped (use --force or --from {name} to rerun)")
                 continue
-            old = manifest.stage(name).get("fingerprint")
+            # whose work the partial state is: shards and the merge of generate share generations/
+            written = manifest.data.setdefault("state", {})
+            old = written.get(name) or manifest.stage(name).get("fingerprint")
             if name in force or (old and old != fps[name]):
                 _move_aside(ctx, st.state(ctx), old or "forced")
-            manifest.start(name, fps[name])  # recorded before it is announced: a kill after the line finds it
-            print(f"[{name}] running")
+            written[name] = fps[name]
+            manifest.start(rec, fps[name])  # recorded before it is announced: a kill after the line finds it
+            print(f"[{rec}] running")
             try:
-                info = st.run(ctx, **stage_kwargs.get(name, {}))
+                info = st.run(ctx, shard=shard) if shard else st.run(ctx)
             except BaseException as e:
-                manifest.fail(name, f"{type(e).__name__}: {e}")
+                manifest.fail(rec, f"{type(e).__name__}: {e}")
                 raise
-            manifest.finish(name, st.outputs(ctx), info)
-            print(f"[{name}] done in {manifest.stage(name)['seconds']:.1f}s")
+            manifest.finish(rec, outputs(ctx, name, shard), info)
+            print(f"[{rec}] done in {manifest.stage(rec)['seconds']:.1f}s")
 
 
 def run_replicates(ctx: RunContext, names: list[str], force: set[str], seeds: list[int]) -> None:

@@ -15,7 +15,9 @@ from typing import Callable
 from pipeline import prompts
 from pipeline.config import AXOLOTL_CONFIGS_DIR, TRAINED_MODELS, RunContext
 from pipeline.data import load_reasoning_set, load_task_splits, train_test_overlap
+from pipeline.generation.job import GenerationJob, engine_config
 from pipeline.generation.launch import GenerationSession, resolve_backend
+from pipeline.generation.runner import parse_shard, select_shard
 from pipeline.generation.shards import ShardStore
 from pipeline.io import DataError, atomic_write_json, atomic_write_jsonl, ids_digest, read_jsonl
 from pipeline.train import run_training
@@ -66,30 +68,20 @@ def train_baseline(ctx: RunContext) -> dict:
 
 
 # ---------------------------------------------------------------- generate
-def _request_seed(base: int, attempt: int, index: int) -> int:
-    return random.Random(f"{base}:{attempt}:{index}").randrange(2**31)
-
-
-def _engine_config(ctx: RunContext) -> dict:
-    gen = ctx.generation
-    return {k: gen[k] for k in ("dtype", "max_model_len", "tensor_parallel_size", "data_parallel_size",
-                                "gpu_memory_utilization", "enable_prefix_caching", "enable_chunked_prefill", "enforce_eager",
-                                "batch_size")
-            if k in gen}
-
-
-def _generation_job(ctx: RunContext, model: Path, requests: Path, out_dir: Path, sampling: dict,
-                    shard: str | None = None, seed: int | None = None, guided_regex: str | None = None) -> dict:
-    gen = ctx.generation
-    return {"model": str(model), "chat_template": prompts.chat_template(), "requests": str(requests),
-            "out_dir": str(out_dir), "shard": shard, "chunk_size": gen["chunk_size"], "sampling": sampling,
-            "engine": _engine_config(ctx), "seed": gen["seed"] if seed is None else seed, "guided_regex": guided_regex}
+def _request_seed(base: int, attempt: int, example_id: str) -> int:
+    """Keyed by id, not position: a retried example gets the same seed sharded or not."""
+    return random.Random(f"{base}:{attempt}:{example_id}").randrange(2**31)
 
 
 def _session(ctx: RunContext, log_name: str) -> GenerationSession:
     """One worker for all jobs of a stage (vLLM start-up is the expensive part)."""
-    return GenerationSession(resolve_backend(ctx.generation["backend"]), _engine_config(ctx),
+    return GenerationSession(resolve_backend(ctx.generation["backend"]), engine_config(ctx.generation),
                              ctx.log(log_name), ctx.profile["offline"], ctx.generation.get("worker_env"))
+
+
+def shard_summary(ctx: RunContext, shard: str) -> Path:
+    i, n = parse_shard(shard)
+    return ctx.generations / f"shard-{i}-of-{n}.json"
 
 
 def generate(ctx: RunContext, shard: str | None = None) -> dict:
@@ -99,34 +91,38 @@ def generate(ctx: RunContext, shard: str | None = None) -> dict:
     fail quality control are asked again with a new seed, up to `max_retries` rounds, and
     the rest are dropped and counted; without it every output is kept, as the paper ran.
     Every round's raw outputs stay in shards, so a rerun replays QC and resumes.
+    `shard="i/N"` runs every round on this machine's share (rows i, i+N, ...) only;
+    seeds depend on (seed, attempt, id), so the unsharded rerun that merges the copied
+    shards finds every round's outputs already made and generates nothing again.
     """
     from postprocess.reasoning import ReasoningQC, clean_reasoning
 
     gen, task = ctx.generation, ctx.task
     train = read_jsonl(ctx.task_split("train"))
+    share = select_shard(train, shard)
     by_id = {r["id"]: r for r in train}
-    qc_settings = dict(ctx.profile["qc"])
-    filtering = qc_settings.pop("enabled", True)
-    qc = ReasoningQC(task.labels, task.answer_prefix, **qc_settings)
+    filtering = ctx.profile["qc"]["enabled"]
+    qc = ReasoningQC(task.labels, task.answer_prefix, min_chars=ctx.profile["qc"]["min_chars"],
+                     max_repeat_ratio=ctx.profile["qc"]["max_repeat_ratio"])
     sampling = {k: gen[k] for k in ("temperature", "top_p", "max_tokens")}
-    todo, kept, rounds = [r for r in train], {}, []
-    with _session(ctx, "generate") as session:
+    todo, kept, rounds = list(share), {}, []
+    suffix = "" if shard is None else "-shard-{}-of-{}".format(*parse_shard(shard))
+    with _session(ctx, f"generate{suffix}") as session:
         for attempt in range(1 + gen["max_retries"]):
             if not todo:
                 break
             work = ctx.generations / f"attempt-{attempt}"
             requests = [{"id": r["id"], "messages": prompts.generation_messages(task, r["text"], r["label"]),
-                         "seed": _request_seed(gen["seed"], attempt, i) if gen["per_request_seed"] else None}
-                        for i, r in enumerate(todo)]
-            atomic_write_jsonl(work / "requests.jsonl", requests)
-            job = _generation_job(ctx, ctx.model_dir("stage1"), work / "requests.jsonl", work / "shards", sampling,
-                                  shard=shard, seed=gen["seed"] + attempt)
+                         "seed": _request_seed(gen["seed"], attempt, r["id"]) if gen["per_request_seed"] else None}
+                        for r in todo]
+            requests_path = atomic_write_jsonl(work / f"requests{suffix}.jsonl", requests)
+            job = GenerationJob.from_profile(gen, ctx.model_dir("stage1"), requests_path, work / "shards", sampling,
+                                             seed=gen["seed"] + attempt)
             rounds.append(session.run(job))
             results, missing = ShardStore(work / "shards").merged([r["id"] for r in requests])
-            print(f"generate round {attempt}: {len(requests)} ids, {rounds[-1]['skipped_done']} found in shards "
-                  f"(earlier or other machines' runs), {rounds[-1]['generated']} generated now, {len(missing)} missing")
-            if shard:
-                continue  # one machine's share: QC and merge happen in the unsharded run
+            print(f"generate{suffix} round {attempt}: {len(requests)} ids, {rounds[-1]['skipped_done']} found in "
+                  f"shards (earlier or other machines' runs), {rounds[-1]['generated']} generated now, "
+                  f"{len(missing)} missing")
             if missing:
                 raise DataError(f"{work / 'shards'}: {len(missing)} ids missing after generation, e.g. {missing[:5]}")
             for res in results:
@@ -136,21 +132,24 @@ def generate(ctx: RunContext, shard: str | None = None) -> dict:
                 if cleaned is not None:
                     kept[res["id"]] = {**res, "reasoning": cleaned, "attempt": attempt}
             todo = [r for r in todo if r["id"] not in kept]
-    if shard:
-        return {"shard": shard, "rounds": rounds}
     for r in todo:
         qc.drop(r["id"])
+    stats = {"prompts": sum(r["requests"] for r in rounds), "output_tokens": sum(r["output_tokens"] for r in rounds),
+             "wall_seconds": sum(r["seconds"] for r in rounds), "rounds": rounds,
+             "backend": rounds[0]["backend"] if rounds else None,
+             "backend_version": rounds[0]["backend_version"] if rounds else None, "kept": len(kept), "dropped": len(todo),
+             "qc": {"enabled": filtering, **qc.stats.to_dict()}}
+    stats["output_tokens_per_s"] = stats["output_tokens"] / stats["wall_seconds"] if stats["wall_seconds"] else None
+    if shard is not None:  # the merge (an unsharded rerun) writes the reasonings
+        atomic_write_json(shard_summary(ctx, shard), {"shard": shard, "rows": len(share), **stats})
+        print(f"generate{suffix}: {len(kept)}/{len(share)} of this share kept, {len(todo)} dropped; copy the "
+              f"generations/ folders together and run `generate` without --shard to merge")
+        return {"shard": shard, **{k: v for k, v in stats.items() if k != "qc"}}
     rows = [{"id": r["id"], "text": r["text"], "label": r["label"], "reasoning": kept[r["id"]]["reasoning"],
              "raw": kept[r["id"]]["output"], "attempt": kept[r["id"]]["attempt"],
              "backend": kept[r["id"]]["backend"], "backend_version": kept[r["id"]]["backend_version"]}
             for r in train if r["id"] in kept]
     atomic_write_jsonl(ctx.generations / "reasonings.jsonl", rows)
-    stats = {"prompts": sum(r["requests"] for r in rounds), "output_tokens": sum(r["output_tokens"] for r in rounds),
-             "wall_seconds": sum(r["seconds"] for r in rounds), "rounds": rounds,
-             "backend": rounds[0]["backend"] if rounds else None,
-             "backend_version": rounds[0]["backend_version"] if rounds else None, "kept": len(rows), "dropped": len(todo),
-             "qc": {"enabled": filtering, **qc.stats.to_dict()}}
-    stats["output_tokens_per_s"] = stats["output_tokens"] / stats["wall_seconds"] if stats["wall_seconds"] else None
     atomic_write_json(ctx.generations / "generation_stats.json", stats)
     print(f"generate: {len(rows)}/{len(train)} reasonings kept, {len(todo)} dropped, "
           f"{stats['output_tokens']} tokens in {stats['wall_seconds']:.1f}s "
@@ -211,8 +210,8 @@ def predict(ctx: RunContext) -> dict:
             sampling = {"temperature": 0.0, "top_p": 1.0, "max_tokens": ctx.profile["predict"]["max_tokens"][name]}
             regex = label_regex(task.labels, task.answer_prefix, with_reasoning=name == "reasoning") \
                 if ctx.profile["predict"].get("constrained_label") else None
-            stats = session.run(_generation_job(ctx, ctx.model_dir(model_dir), work / "requests.jsonl",
-                                                work / "shards", sampling, guided_regex=regex))
+            stats = session.run(GenerationJob.from_profile(ctx.generation, ctx.model_dir(model_dir), work / "requests.jsonl",
+                                                           work / "shards", sampling, guided_regex=regex))
             results, missing = ShardStore(work / "shards").merged([r["id"] for r in requests])
             if missing:
                 raise DataError(f"{work / 'shards'}: {len(missing)} ids missing after prediction, e.g. {missing[:5]}")
@@ -220,7 +219,8 @@ def predict(ctx: RunContext) -> dict:
             for r, res in zip(test, results):
                 pred = parse_label(res["output"], task.labels, task.answer_prefix)
                 rows.append({"id": r["id"], "text": r["text"], "gold": r["label"], "pred": pred,
-                             "valid": pred is not None, "output": res["output"], "output_tokens": res["output_tokens"],
+                             "valid": pred is not None, "output": res["output"], "finish_reason": res["finish_reason"],
+                             "output_tokens": res["output_tokens"],
                              "prompt_tokens": len(res["prompt_token_ids"]), "seconds": res["seconds"],
                              "backend": res["backend"], "backend_version": res["backend_version"]})
             atomic_write_jsonl(ctx.predictions(name), rows)

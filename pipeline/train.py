@@ -100,12 +100,16 @@ def validate_config(cfg: dict, capabilities: dict | None, source: str) -> None:
         raise DataError(f"{source}: Axolotl rejects the config: {e}") from None
 
 
+def target_hardware(ctx: RunContext) -> dict | None:
+    """The capabilities a config is validated against: the profile's `train.target_hardware`
+    with the GPUs the run will use, or None to probe this machine."""
+    hardware = ctx.profile["train"].get("target_hardware")
+    return None if hardware is None else {**hardware, "n_gpu": ctx.gpus or ctx.profile["train"]["gpus"]}
+
+
 def write_config(ctx: RunContext, which: str) -> Path:
     cfg = resolve_config(ctx, which)
-    hardware = ctx.profile["train"].get("target_hardware")
-    if hardware is not None:
-        hardware = {**hardware, "n_gpu": ctx.gpus or ctx.profile["train"].get("gpus", 1)}
-    validate_config(cfg, hardware, f"resolved config for {which}")
+    validate_config(cfg, target_hardware(ctx), f"resolved config for {which}")
     path = ctx.axolotl_config(which)
     header = f"# Resolved by orchestrate.py from axolotl_configs/{which}.yml + profile {ctx.profile['name']!r}.\n"
     atomic_write_text(path, header + yaml.safe_dump(cfg, sort_keys=False))

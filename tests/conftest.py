@@ -15,6 +15,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_EMOTION = ROOT.parent / "shared" / "data" / "emotion"
 
 
+def pytest_collection_modifyitems(items):
+    """`slow`: every test that needs the tiny run, trains, or starts vLLM (`pytest -m "not slow"` skips them)."""
+    for item in items:
+        if "tiny_run" in item.fixturenames or item.get_closest_marker("vllm") or item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def shared_emotion() -> Path:
     if not (SHARED_EMOTION / "train.txt").exists():

@@ -43,7 +43,8 @@ def test_missing_column_lists_the_columns_the_data_has():
     with pytest.raises(DataError) as e:
         map_columns([{"prompt": "q", "response": "a", "thoughts": "r"}],
                     {"question": "question", "answer": "response", "reasoning": "thoughts"}, "my.jsonl")
-    assert "['question'] not found" in str(e.value) and "['prompt', 'response', 'thoughts']" in str(e.value)
+    assert "my.jsonl, row 1: column 'question' (question) is missing" in str(e.value)
+    assert "['prompt', 'response', 'thoughts']" in str(e.value)
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
@@ -66,7 +67,7 @@ def test_empty_reasoning_cell_names_row(tmp_path):
     path.write_text('{"question": "q", "answer": "a", "reasoning": "r"}\n{"question": "q", "answer": "a", "reasoning": ""}\n')
     profile = load_profile("tiny")
     profile["reasoning_set"] = {"source": str(path), "columns": {"question": "question", "answer": "answer", "reasoning": "reasoning"}}
-    with pytest.raises(DataError, match=rf"{path}:2: field 'reasoning'"):
+    with pytest.raises(DataError, match=rf"{path}:2: column 'reasoning' \(reasoning\) is empty"):
         load_reasoning_set(RunContext(profile, TaskSpec.load("emotion"), tmp_path / "run"))
 
 

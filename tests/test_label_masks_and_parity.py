@@ -30,12 +30,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from pipeline import prompts  # noqa: E402
 from pipeline.config import ROOT, RunContext, TaskSpec, load_profile  # noqa: E402
 from pipeline.generation.launch import vllm_python  # noqa: E402
+from pipeline.generation.job import engine_config  # noqa: E402
 from pipeline.io import atomic_write_jsonl, read_jsonl  # noqa: E402
 from pipeline.procs import stop, tool_env  # noqa: E402
-from pipeline.stages import _engine_config, build_stage2  # noqa: E402
+from pipeline.stages import build_stage2  # noqa: E402
 from pipeline.tiny_model import BOS, EOT  # noqa: E402
 from tests.conftest import orchestrate  # noqa: E402
 
+pytestmark = pytest.mark.slow  # Axolotl preprocesses three data sets
 SETS = ("stage1", "stage2", "baseline")
 N_ROWS = 12
 IGNORE = -100
@@ -122,7 +124,7 @@ def _write_small_sets(ctx: RunContext) -> dict[str, dict[str, dict]]:
 
 
 def _start_vllm(ctx: RunContext, examples: dict, work: Path) -> tuple[subprocess.Popen, Path, Path]:
-    job = {"model": str(ctx.base_model_dir), "chat_template": prompts.chat_template(), "engine": _engine_config(ctx),
+    job = {"model": str(ctx.base_model_dir), "chat_template": prompts.chat_template(), "engine": engine_config(ctx.generation),
            "requests": [{"id": f"{which}/{i}", "messages": ex["messages"][:-1]}
                         for which in SETS for i, ex in examples[which].items()]}
     (work / "vllm_job.json").write_text(json.dumps(job))
@@ -303,7 +305,7 @@ def hf_engine(prepared):
     from pipeline.generation.hf_engine import TransformersEngine
 
     return TransformersEngine(str(prepared.ctx.base_model_dir), prompts.chat_template(),
-                              _engine_config(prepared.ctx))
+                              engine_config(prepared.ctx.generation))
 
 
 @pytest.mark.parametrize("which", SETS)

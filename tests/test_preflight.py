@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from pipeline import preflight as pf
+from pipeline import prompts
 from pipeline.preflight import inputs, resources, templates
 from pipeline.config import RunContext, TaskSpec, load_profile
 from pipeline.io import DataError
@@ -133,21 +134,24 @@ def test_every_template_the_task_uses_is_rendered(tmp_path, monkeypatch, name, b
     prompts_dir = tmp_path / "prompts"
     shutil.copytree(ROOT / "prompts", prompts_dir)
     (prompts_dir / name).write_text(broken, encoding="utf-8")
-    monkeypatch.setattr(templates, "PROMPTS_DIR", prompts_dir)
+    monkeypatch.setattr(prompts, "PROMPTS_DIR", prompts_dir)  # what the stages render with
     line = next(i for i, text in enumerate(broken.splitlines(), 1) if "{{" in text and fragment.split("'")[1] in text)
     with pytest.raises(DataError) as e:
         templates.check_templates(TaskSpec.load("emotion"), {"text": "i feel fine", "label": "joy"})
     assert f"{prompts_dir / name}:{line}: " in str(e.value) and fragment in str(e.value)
 
 
-def test_a_template_pipeline_prompts_cannot_load_is_reported(tmp_path):
+def test_a_question_template_beside_its_task_spec_is_rendered_by_the_pipeline(tmp_path):
+    """A task's own template may live outside prompts/ (a path relative to it): preflight and the
+    stages load it the same way, through pipeline/prompts.py."""
     spec = tmp_path / "task.yml"
     data = yaml.safe_load((ROOT / "tasks" / "emotion.yml").read_text())
-    shutil.copy(ROOT / "prompts" / "emotion_question.jinja", tmp_path / "q.jinja")
+    (tmp_path / "q.jinja").write_text("Classify: {{ text }}\n", encoding="utf-8")
     data["question_template"] = os.path.relpath(tmp_path / "q.jinja", ROOT / "prompts")
     spec.write_text(yaml.safe_dump(data))
-    with pytest.raises(DataError, match=r"task\.yml: question_template .* cannot be loaded by pipeline/prompts\.py"):
-        templates.check_templates(TaskSpec.load(str(spec)), {"text": "i feel fine", "label": "joy"})
+    task = TaskSpec.load(str(spec))
+    templates.check_templates(task, {"text": "i feel fine", "label": "joy"})
+    assert prompts.classify_messages(task, "i feel fine") == [{"role": "user", "content": "Classify: i feel fine"}]
 
 
 def test_prepared_split_with_duplicate_ids_is_reported(tmp_path):
@@ -174,7 +178,7 @@ def test_shard_argument(tmp_path, shard, ok):
 def test_only_pending_stages_are_checked(tmp_path):
     """A stage the manifest records fresh is not re-checked (run_stages skips it), unless forced."""
     from pipeline.manifest import Manifest
-    from pipeline.run import fingerprints
+    from pipeline.run import fingerprints, pending
     from pipeline.stages import STAGES
 
     ctx = ctx_for(tmp_path, data_dir=BAD / "data" / "no_semicolon")
@@ -184,7 +188,7 @@ def test_only_pending_stages_are_checked(tmp_path):
     manifest = Manifest(ctx.manifest_path)
     manifest.start("prepare", fingerprints(ctx)["prepare"])
     manifest.finish("prepare", STAGES["prepare"].outputs(ctx))
-    assert pf.pending_stages(ctx, ["prepare"]) == []
+    assert pending(ctx, ["prepare"]) == []  # the runner's own list
     pf.preflight(ctx, ["prepare"])  # the bad file is not read again
     with pytest.raises(DataError, match="no ';'"):
         pf.preflight(ctx, ["prepare"], force={"prepare"})
@@ -250,8 +254,6 @@ def test_vllm_on_a_cuda_profile_needs_a_gpu(tmp_path, monkeypatch):
     resources.check_devices(paper, ["generate"])
     with pytest.raises(DataError, match="tensor_parallel_size x data_parallel_size = 2 GPUs, but 1 visible"):
         resources.check_devices(ctx_for(tmp_path, profile="paper", generation__data_parallel_size=2), ["predict"])
-    with pytest.raises(DataError, match="device is 'tpu'"):
-        resources.profile_device({"device": "tpu"})
 
 
 def test_visible_gpus_respects_cuda_visible_devices(monkeypatch):

@@ -17,6 +17,7 @@ import pytest
 
 from pipeline import prompts
 from pipeline.config import RunContext, TaskSpec, load_profile
+from pipeline.generation.job import GenerationJob
 from pipeline.generation.launch import sub_shard
 from pipeline.generation.runner import select_shard
 from pipeline.generation.shards import ShardStore
@@ -52,7 +53,7 @@ def tiny_ctx(run_dir: Path, **task_data) -> RunContext:
 
 
 # ================================================================== generation: resume after SIGKILL
-def _generate(job: dict, work: Path, delay: float = 0.0) -> dict:
+def _generate(job: GenerationJob, work: Path, delay: float = 0.0) -> dict:
     """What `generate` does per round on the transformers backend: one session, one job."""
     import pipeline.generation.hf_engine as hf
     from pipeline.generation.launch import GenerationSession
@@ -66,7 +67,7 @@ def _generate(job: dict, work: Path, delay: float = 0.0) -> dict:
             return out
 
         hf.TransformersEngine.generate = slow
-    with GenerationSession("transformers", job["engine"], work / "gen.log", offline=True, echo=False) as s:
+    with GenerationSession("transformers", job.engine, work / "gen.log", offline=True, echo=False) as s:
         return s.run(job)
 
 
@@ -92,10 +93,10 @@ def test_generation_resumes_after_sigkill(prepared, tmp_path, one_torch_thread):
     ids = [r["id"] for r in requests]
     (tmp_path / "requests.jsonl").write_text("".join(json.dumps(r) + "\n" for r in requests))
     shards = tmp_path / "shards"
-    job = {"model": str(ctx.base_model_dir), "chat_template": prompts.chat_template(),
-           "requests": str(tmp_path / "requests.jsonl"), "out_dir": str(shards), "shard": None, "chunk_size": 3,
-           "sampling": {"temperature": 0.0, "top_p": 1.0, "max_tokens": 4},
-           "engine": {"dtype": "float32", "batch_size": 3}, "seed": 0}
+    job = GenerationJob(model=str(ctx.base_model_dir), chat_template=prompts.chat_template(),
+                        requests=str(tmp_path / "requests.jsonl"), out_dir=str(shards), chunk_size=3,
+                        sampling={"temperature": 0.0, "top_p": 1.0, "max_tokens": 4},
+                        engine={"dtype": "float32", "batch_size": 3})
 
     first = multiprocessing.get_context("fork").Process(target=_generate, args=(job, tmp_path, 2.0))
     first.start()
@@ -154,7 +155,7 @@ def test_machine_shards_times_replicas_cover_every_id_once(n, m):
 
 @pytest.mark.parametrize("shard", ["2/2", "-1/2"])
 def test_out_of_range_shard_is_refused(shard):
-    with pytest.raises(ValueError):
+    with pytest.raises(DataError, match="expected i/N with 0 <= i < N"):
         select_shard(ROWS, shard)
 
 
@@ -170,7 +171,7 @@ def test_merged_reports_missing_ids_and_keeps_first_result(tmp_path):
 
 def test_concurrent_writers_never_overwrite_a_shard(tmp_path, monkeypatch):
     """vLLM data-parallel replicas write into the same shard folder at the same time."""
-    import pipeline.generation.shards as shards_mod
+    import pipeline.io as io_mod
 
     barrier = threading.Barrier(2, timeout=10)
     real_fsync = os.fsync
@@ -182,7 +183,7 @@ def test_concurrent_writers_never_overwrite_a_shard(tmp_path, monkeypatch):
         except threading.BrokenBarrierError:
             pass
 
-    monkeypatch.setattr(shards_mod.os, "fsync", fsync_together)
+    monkeypatch.setattr(io_mod.os, "fsync", fsync_together)
     store = ShardStore(tmp_path)
     threads = [threading.Thread(target=store.write, args=([{"id": f"replica{j}"}],)) for j in range(2)]
     for t in threads:

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from pipeline.config import ROOT
-from pipeline.io import DataError, atomic_write_json, read_json
+from pipeline.generation.job import GenerationJob
+from pipeline.io import DataError, read_json
 from pipeline.procs import StageFailed, redact, stop, tied_to_parent, tool_env
 
 
@@ -60,7 +61,7 @@ def _sum_stats(stats: list[dict]) -> dict:
 
 
 class GenerationSession:
-    """`with GenerationSession(...) as s: s.run(job)`: one engine per replica for many jobs.
+    """`with GenerationSession(...) as s: s.run(job)`: one engine per replica for many `GenerationJob`s.
 
     Job and stats files for the workers live in a private temporary directory, so that
     machines sharing a run directory (`--shard i/N`) never read each other's jobs.
@@ -128,9 +129,9 @@ class GenerationSession:
             if self.echo:
                 sys.stdout.write(line)
 
-    def run(self, job: dict) -> dict:
+    def run(self, job: GenerationJob) -> dict:
         """Run `job` to completion (resuming from its shards); returns summed stats."""
-        job = {**job, "backend": self.backend}
+        job = job.replace(backend=self.backend)
         self.jobs += 1
         if self.backend == "transformers":
             from pipeline.generation.runner import run_job
@@ -144,12 +145,13 @@ class GenerationSession:
             self._start_workers()
         stats_paths = []
         for j, proc in enumerate(self.procs):
-            sub = {**job, "shard": sub_shard(job.get("shard"), j, self.replicas),
-                   "stats_path": str(Path(self.tmp.name) / f"stats-{self.jobs}-{j}.json")}
-            job_path = atomic_write_json(Path(self.tmp.name) / f"job-{self.jobs}-{j}.json", sub)
+            sub = job.replace(shard=sub_shard(job.shard, j, self.replicas),
+                              stats_path=str(Path(self.tmp.name) / f"stats-{self.jobs}-{j}.json"))
+            job_path = Path(self.tmp.name) / f"job-{self.jobs}-{j}.json"
+            sub.save(job_path)
             proc.stdin.write(f"{job_path}\n")
             proc.stdin.flush()
-            stats_paths.append(sub["stats_path"])
+            stats_paths.append(sub.stats_path)
         for proc in self.procs:
             reply = proc.stdout.readline()
             if not reply.startswith("DONE"):  # EOF: the worker died

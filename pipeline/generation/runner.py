@@ -1,43 +1,44 @@
 """The generation loop shared by every backend: chunk, generate, write a shard, report.
 
-A job is a JSON-able dict (written to disk for the vLLM worker):
-  model, chat_template, requests (JSONL path: {id, messages, seed}), out_dir,
-  shard ("i/N" or null), chunk_size, sampling {temperature, top_p, max_tokens},
-  engine {dtype, max_model_len, ...}, guided_regex (or null), backend.
+It runs one `job.GenerationJob` on any `job.Engine`, in process (transformers) or in the
+vLLM worker.
 """
 from __future__ import annotations
 
-import json
+import re
 import time
 from pathlib import Path
 
 from pipeline.generation.shards import ShardStore
+from pipeline.generation.job import Engine, GenerationJob
+from pipeline.io import DataError, read_jsonl
 
 
-def select_shard(rows: list[dict], shard: str | None) -> list[dict]:
-    """`i/N`: every N-th request starting at i (0-based), so shards balance by construction."""
+def parse_shard(shard: str) -> tuple[int, int]:
+    """Parse `i/N` into (i, N), 0 <= i < N; anything else is a DataError naming the flag."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(shard))
+    if not m or not int(m.group(1)) < int(m.group(2)):
+        raise DataError(f"--shard {shard!r}: expected i/N with 0 <= i < N, e.g. --shard 0/4 ... --shard 3/4")
+    return int(m.group(1)), int(m.group(2))
+
+
+def select_shard(rows: list, shard: str | None) -> list:
+    """`i/N`: every N-th row starting at i (0-based), so shards balance by construction."""
     if not shard:
         return rows
-    i, n = (int(x) for x in shard.split("/"))
-    if not 0 <= i < n:
-        raise ValueError(f"--shard {shard}: expected i/N with 0 <= i < N")
+    i, n = parse_shard(shard)
     return rows[i::n]
 
 
-def load_requests(path: str) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def run_job(job: dict, engine) -> dict:
+def run_job(job: GenerationJob, engine: Engine) -> dict:
     """Generate every pending request of the job; returns throughput numbers."""
     from tqdm import tqdm
 
-    store = ShardStore(Path(job["out_dir"]))
-    requests = select_shard(load_requests(job["requests"]), job.get("shard"))
+    store = ShardStore(Path(job.out_dir))
+    requests = select_shard(read_jsonl(job.requests), job.shard)
     done = store.done_ids()
     pending = [r for r in requests if r["id"] not in done]
-    size = max(1, int(job.get("chunk_size") or len(pending) or 1))
+    size = max(1, int(job.chunk_size or len(pending) or 1))
     stats = {"backend": engine.name, "backend_version": engine.version,
              "requests": len(requests), "skipped_done": len(requests) - len(pending),
              "generated": 0, "output_tokens": 0, "prompt_tokens": 0, "seconds": 0.0}
@@ -45,7 +46,7 @@ def run_job(job: dict, engine) -> dict:
     for start in range(0, len(pending), size):
         chunk = pending[start:start + size]
         t0 = time.perf_counter()
-        results = engine.generate(chunk, job["sampling"], job.get("guided_regex"))
+        results = engine.generate(chunk, job.sampling, job.guided_regex)
         dt = time.perf_counter() - t0
         for r in results:
             r["seconds"] = dt / len(results)

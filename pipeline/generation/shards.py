@@ -6,10 +6,9 @@ most the chunk in flight, never a finished one, and never leaves a half shard
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
+
+from pipeline.io import atomic_create_numbered, jsonl_bytes, read_jsonl
 
 
 class ShardStore:
@@ -20,35 +19,14 @@ class ShardStore:
         return sorted(self.dir.glob("part-*.jsonl")) if self.dir.exists() else []
 
     def rows(self) -> list[dict]:
-        out = []
-        for shard in self.shards():
-            with open(shard, encoding="utf-8") as f:
-                out.extend(json.loads(line) for line in f if line.strip())
-        return out
+        return [row for shard in self.shards() for row in read_jsonl(shard)]
 
     def done_ids(self) -> set[str]:
         return {row["id"] for row in self.rows()}
 
     def write(self, rows: list[dict]) -> Path:
-        """Write the shard under a temporary name, then claim the next free part-N name
-        with a hard link, which fails rather than replaces: replicas sharing the folder
-        never overwrite each other's shard."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".part-", suffix=".tmp", dir=self.dir)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-            f.flush()
-            os.fsync(f.fileno())
-        index = len(self.shards())
-        while True:
-            path = self.dir / f"part-{index:05d}.jsonl"
-            try:
-                os.link(tmp, path)
-                break
-            except FileExistsError:
-                index += 1
-        os.unlink(tmp)
-        return path
+        """One new shard; replicas sharing the folder never overwrite each other's."""
+        return atomic_create_numbered(self.dir, "part", ".jsonl", jsonl_bytes(rows))
 
     def merged(self, expected_ids: list[str]) -> tuple[list[dict], list[str]]:
         """One row per expected id, in `expected_ids` order (first result wins), and the missing ids."""

@@ -10,24 +10,26 @@ at import time.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
 import time
 
+from pipeline.generation.job import Engine, GenerationJob
+from pipeline.io import atomic_write_json
 
-def make_engine(job: dict):
-    if job["backend"] == "vllm":
-        from pipeline.generation.vllm_engine import VllmEngine as Engine
+
+def make_engine(job: GenerationJob) -> Engine:
+    if job.backend == "vllm":
+        from pipeline.generation.vllm_engine import VllmEngine as engine_class
     else:
-        from pipeline.generation.hf_engine import TransformersEngine as Engine
-    return Engine(job["model"], job["chat_template"], job["engine"], seed=job.get("seed", 0))
+        from pipeline.generation.hf_engine import TransformersEngine as engine_class
+    return engine_class(job.model, job.chat_template, job.engine, seed=job.seed)
 
 
-def engine_for(job: dict, engine=None):
+def engine_for(job: GenerationJob, engine: Engine | None = None) -> Engine:
     """`engine` when it already serves the job's model, else a new one (the old one closed first)."""
-    if engine is not None and engine.model_path == job["model"]:
+    if engine is not None and engine.model_path == job.model:
         return engine
     if engine is not None:
         engine.close()
@@ -40,17 +42,13 @@ def serve(protocol) -> None:
 
     engine = None
     for line in sys.stdin:
-        with open(line.strip(), encoding="utf-8") as f:
-            job = json.load(f)
+        job = GenerationJob.load(line.strip())
         t0 = time.perf_counter()
         engine = engine_for(job, engine)
         started = time.perf_counter() - t0  # vLLM import and engine start (0 when reused)
         stats = {**run_job(job, engine), "engine_start_s": started}
-        tmp = job["stats_path"] + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(stats, f)
-        os.replace(tmp, job["stats_path"])
-        protocol.write(f"DONE {job['stats_path']}\n")
+        atomic_write_json(job.stats_path, stats)
+        protocol.write(f"DONE {job.stats_path}\n")
         protocol.flush()
 
 

@@ -5,18 +5,19 @@ template field that does not exist, a gated model without a token, no GPU, a ful
 disk, an Axolotl config Axolotl rejects) is found here and raised as ONE
 `DataError` that names the file and line where there is one and says what to do.
 
-Only the stages that will actually run are checked: a stage the manifest records as
-finished with the current fingerprint (and not in `force`) is skipped by
-`run_stages`, so it is skipped here too. Checks, in order (cheap ones first):
+Every check calls the code the stages run, so it cannot drift from them: the runner's
+own list of pending stages (`pipeline.run.pending`: a stage recorded fresh in the
+manifest and not forced is skipped there, so it is skipped here), prepare's readers,
+pipeline/prompts.py, and pipeline/train.py's config resolution and validation. The
+profile itself was already validated when it was loaded (pipeline/profile.py).
+Checks, in order (cheap ones first):
 
-  shard        `--shard i/N` is well formed
-  data         the --data-dir text;label files: readable UTF-8, `text;label` lines,
-               known labels, no empty texts, no duplicate texts within a split
-               (profile `task_data.duplicate_texts: error | warn`, default error)
-  reasoning    a local reasoning-set file (.jsonl/.csv/.parquet): valid rows, every
-               mapped column present and non-empty
-  templates    every prompt template the task uses renders with StrictUndefined on a
-               sample row (the fields pipeline/prompts.py passes), and loads from prompts/
+  shard        `--shard i/N` is well formed (the runner's parser)
+  data         the --data-dir splits as prepare reads them (`data.read_data_dir`), and no
+               duplicate texts within a split (profile `task_data.duplicate_texts`)
+  reasoning    a local reasoning-set file, read by `data.load_reasoning_set`
+  templates    every conversation the stages build, built by pipeline/prompts.py on a
+               sample row and rendered through the chat template (StrictUndefined)
   lengths      every used text fits: the training row in Axolotl's sequence_len, the
                generate / predict prompt plus max_tokens in generation.max_model_len
                (the base model's tokenizer when it is local, else ~4 characters/token)
@@ -24,8 +25,8 @@ finished with the current fingerprint (and not in `force`) is skipped by
   base model   a gated hub model (meta-llama/...) has a token; offline: it is cached
   devices      profile `device: cuda | cpu` (below): a GPU where vLLM or training needs one
   disk         room for the checkpoints the training stages will save
-  axolotl      the resolved Axolotl configs pass Axolotl's schema (imports axolotl,
-               ~15 s: only when a training stage will run)
+  axolotl      the resolved Axolotl configs pass Axolotl's schema (`train.validate_config`;
+               imports axolotl, ~15 s: only when a training stage will run)
 
 Profile key `device: cuda | cpu` (top level) says where the profile's models run.
 `cuda`: the vLLM backend and training need a visible NVIDIA GPU (and `--gpus`,
@@ -42,16 +43,10 @@ hub token, GPUs, disk, Axolotl's schema); this module runs them in order.
 """
 from __future__ import annotations
 
-import difflib
-import json
-import re
 import time
-from pathlib import Path
 
-import yaml
-
-from pipeline.config import TASKS_DIR, RunContext, TaskSpec, spec_path
-from pipeline.io import DataError
+from pipeline.config import RunContext
+from pipeline.generation.runner import parse_shard
 from pipeline.preflight.inputs import check_data_dir, check_reasoning_set, check_run_splits
 from pipeline.preflight.resources import TRAINING, check_axolotl_configs, check_base_model, check_devices, check_disk
 from pipeline.preflight.templates import SAMPLE_TEXT, check_lengths, check_templates
@@ -63,12 +58,14 @@ TEMPLATE_STAGES = {"prepare", "generate", "build-stage2", "predict"}
 def preflight(ctx: RunContext, stages: list[str], *, shard: str | None = None,
               force: set[str] | frozenset = frozenset(), echo: bool = True) -> None:
     """Raise DataError (one message) for the first problem the given stages would hit."""
+    from pipeline import run  # imported here: pipeline.run imports the stages
+
     t0 = time.perf_counter()
-    pending = pending_stages(ctx, stages, force)
     done: list[str] = []
     if shard is not None:
-        check_shard(shard)
+        parse_shard(shard)
         done.append("shard")
+    pending = run.pending(ctx, stages, force, shard)  # the runner's own list
     rows: dict[str, list[dict]] = {}
     if "prepare" in pending:
         if ctx.data_dir is not None:
@@ -100,67 +97,3 @@ def preflight(ctx: RunContext, stages: list[str], *, shard: str | None = None,
         print(f"[preflight] ok: {', '.join(done) or 'nothing to check'} "
               f"({', '.join(pending) or ('every stage up to date' if stages else 'no stage requested')}) "
               f"in {time.perf_counter() - t0:.1f}s")
-
-
-def pending_stages(ctx: RunContext, stages: list[str], force=frozenset()) -> list[str]:
-    """The requested stages run_stages will run: not recorded fresh in the manifest, or forced."""
-    from pipeline.run import ORDER, fingerprints
-    from pipeline.stages import STAGES
-
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown:
-        raise DataError(f"unknown stage(s) {unknown}; choose from {', '.join(ORDER)}")
-    wanted = [s for s in ORDER if s in stages]
-    if not ctx.manifest_path.exists():
-        return wanted
-    from pipeline.manifest import Manifest
-
-    try:
-        manifest = Manifest(ctx.manifest_path)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{ctx.manifest_path}: not valid JSON ({e}); move it aside to start this run "
-                        f"directory over") from None
-    fps = fingerprints(ctx)
-    return [s for s in wanted if s in force or not manifest.is_fresh(s, fps[s], STAGES[s].outputs(ctx))]
-
-
-# ================================================================== shard
-def check_shard(shard: str) -> None:
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", shard or "")
-    if not m or not int(m.group(1)) < int(m.group(2)):
-        raise DataError(f"--shard {shard!r}: expected i/N with 0 <= i < N, e.g. --shard 0/4 ... --shard 3/4")
-
-
-# ================================================================== task spec (with line numbers)
-def _yaml_key_lines(path: Path) -> dict[str, int]:
-    try:
-        node = yaml.compose(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise DataError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
-    if not isinstance(node, yaml.MappingNode):
-        return {}
-    return {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
-
-
-def load_task(name_or_path: str) -> TaskSpec:
-    """TaskSpec.load, with errors that name the line of the offending key."""
-    path = spec_path(name_or_path, TASKS_DIR, "task spec")
-    lines = _yaml_key_lines(path)
-    known = [f for f in TaskSpec.__dataclass_fields__ if f != "path"]
-    for key, line in lines.items():
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise DataError(f"{path}:{line}: unknown field {key!r} in the task spec; {hint}known fields: {known}")
-    try:
-        return TaskSpec.load(str(path))
-    except DataError as e:  # add the line of the field the message names
-        msg = str(e)
-        field = re.search(r"field '(\w+)'", msg)
-        if field and field.group(1) in lines and msg.startswith(f"{path}:"):
-            msg = f"{path}:{lines[field.group(1)]}:{msg[len(str(path)) + 1:]}"
-        raise DataError(msg) from None
-
-

@@ -5,32 +5,17 @@ import sys
 from pathlib import Path
 
 from pipeline.config import RunContext
-from pipeline.data import read_table, read_text, read_text_label_file
+from pipeline.data import TABLE_SUFFIXES, load_reasoning_set, read_data_dir, read_table
 from pipeline.io import DataError
 
 
 # ================================================================== --data-dir files
 def check_data_dir(ctx: RunContext) -> dict[str, list[dict]]:
-    """Parse every --data-dir split; return the rows prepare will use (after limit_<split>)."""
-    task, spec = ctx.task, ctx.profile.get("task_data") or {}
-    if not ctx.data_dir.is_dir():
-        raise DataError(f"--data-dir {ctx.data_dir}: no such folder (task {task.name!r} expects "
-                        f"{', '.join(task.text_files.values())} in it)")
-    if not task.text_files:
-        raise DataError(f"{task.path}: the task spec has no `text_files`, so --data-dir cannot be used with it")
-    policy = spec.get("duplicate_texts", "error")
-    if policy not in ("error", "warn"):
-        raise DataError(f"profile {ctx.profile.get('name')!r}: task_data.duplicate_texts is {policy!r}; "
-                        f"use 'error' or 'warn'")
-    used = {}
-    for split, fname in task.text_files.items():
-        path = ctx.data_dir / fname
-        rows = read_text_label_file(path, task.labels, spec=task.path, what=f"task {task.name!r} expects {fname} in --data-dir, "
-                                                f"as `text_files` in {task.path.name if task.path else 'its spec'} says")
-        limit = spec.get(f"limit_{split}")
-        rows = rows[:limit] if limit else rows
-        _check_duplicate_texts(path, rows, policy, limit)
-        used[split] = rows
+    """Read every --data-dir split with prepare's own reader; duplicates per task_data.duplicate_texts."""
+    used = read_data_dir(ctx)
+    for split, rows in used.items():
+        _check_duplicate_texts(ctx.data_dir / ctx.task.text_files[split], rows,
+                               ctx.profile["task_data"]["duplicate_texts"], ctx.profile["task_data"].get(f"limit_{split}"))
     return used
 
 
@@ -63,36 +48,12 @@ def _clip(text: str, n: int = 60) -> str:
 
 # ================================================================== local reasoning set
 def check_reasoning_set(ctx: RunContext) -> bool:
-    """A local reasoning-set file: every row has every mapped column, non-empty. False if not local."""
-    from pipeline.data import TABLE_SUFFIXES
-
-    spec = ctx.profile.get("reasoning_set") or {}
-    source = str(spec.get("source", ""))
+    """A local reasoning-set file, read by prepare's own loader (every mapped column present and
+    non-empty, named by line). False if the set is not a local file."""
+    source = str(ctx.profile["reasoning_set"]["source"])
     if source == "synthetic" or Path(source).suffix not in TABLE_SUFFIXES:
         return False
-    path = Path(source)
-    if path.suffix != ".parquet":
-        read_text(path, "profile reasoning_set.source")  # exists, readable, UTF-8
-    try:
-        rows = read_table(path)
-    except DataError:
-        raise
-    except Exception as e:  # pandas / pyarrow parse errors
-        raise DataError(f"{path}: cannot be read as {path.suffix[1:]}: {e}") from None
-    if not rows:
-        raise DataError(f"{path}: no rows (profile reasoning_set.source)")
-    columns = spec.get("columns") or {}
-    for row in rows:
-        where = f"{path}:{row['_line']}"
-        for ours, src in columns.items():
-            if src not in row:
-                have = [c for c in row if c != "_line"]
-                raise DataError(f"{where}: column {src!r} ({ours}) is missing; this row has columns {have}. "
-                                f"Fix the row, or map the column in the profile (reasoning_set.columns.{ours})")
-            value = row[src]
-            if not isinstance(value, str) or not value.strip():
-                raise DataError(f"{where}: column {src!r} ({ours}) is empty or not text ({value!r}); "
-                                f"fill it in or remove that row")
+    load_reasoning_set(ctx)
     return True
 
 

@@ -56,13 +56,10 @@ def check_base_model(ctx: RunContext) -> None:
 
 # ================================================================== devices
 def profile_device(profile: dict) -> str:
-    device = profile.get("device")
-    if device is None:
-        worker_env = (profile.get("generation") or {}).get("worker_env") or {}
-        device = "cpu" if "VLLM_CPU_KVCACHE_SPACE" in worker_env else "cuda"
-    if device not in ("cpu", "cuda"):
-        raise DataError(f"profile {profile.get('name')!r}: device is {device!r}; use 'cuda' or 'cpu'")
-    return device
+    """`device` (cuda | cpu, checked by the profile schema); unset: cpu when vLLM's CPU KV cache is sized."""
+    if profile["device"] is not None:
+        return profile["device"]
+    return "cpu" if "VLLM_CPU_KVCACHE_SPACE" in profile["generation"]["worker_env"] else "cuda"
 
 
 def visible_gpus() -> int:
@@ -201,16 +198,11 @@ def check_disk(ctx: RunContext, training: list[str]) -> None:
 
 # ================================================================== axolotl configs
 def check_axolotl_configs(ctx: RunContext, training: list[str]) -> None:
-    """Axolotl's own schema on each resolved config (pipeline.train.validate_config; imports axolotl)."""
+    """Axolotl's own schema on each resolved config, as `train-*` validates it before training."""
     from pipeline.config import AXOLOTL_CONFIGS_DIR
-    from pipeline.train import resolve_config, validate_config
+    from pipeline.train import resolve_config, target_hardware, validate_config
 
-    train = ctx.profile.get("train") or {}
-    hardware = train.get("target_hardware")
-    if hardware is not None:  # as pipeline.train.write_config validates it
-        hardware = {**hardware, "n_gpu": ctx.gpus or train.get("gpus", 1)}
     for which in training:
-        cfg = resolve_config(ctx, which)
-        source = (f"{AXOLOTL_CONFIGS_DIR / f'{which}.yml'} with profile {ctx.profile.get('name')!r} overrides "
+        source = (f"{AXOLOTL_CONFIGS_DIR / f'{which}.yml'} with profile {ctx.profile['name']!r} overrides "
                   f"(train.axolotl, train.{which})")
-        validate_config(cfg, hardware, source)
+        validate_config(resolve_config(ctx, which), target_hardware(ctx), source)

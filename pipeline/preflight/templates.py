@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import traceback
 from pathlib import Path
 from typing import Callable
 
-from pipeline.config import PROMPTS_DIR, RunContext, TaskSpec
+from pipeline.config import RunContext, TaskSpec
 from pipeline.io import DataError
 
 CHARS_PER_TOKEN = 4
@@ -17,80 +15,28 @@ SAMPLE_REASONING = "The writer describes feeling calm and tired, which points to
 
 
 # ================================================================== prompt templates
-def _template_env():
-    import jinja2
-
-    def load(name: str):
-        path = _template_path(name)
-        if not path.is_file():
-            return None
-        return path.read_text(encoding="utf-8"), str(path), lambda: False
-
-    return jinja2.Environment(loader=jinja2.FunctionLoader(load), undefined=jinja2.StrictUndefined,
-                              keep_trailing_newline=False, autoescape=False)
-
-
-def _template_path(name: str) -> Path:
-    return Path(os.path.normpath(PROMPTS_DIR / name))
-
-
-def _render(env, name: str, fields: dict) -> str:
-    """Render one template; errors name the template file and line."""
-    import jinja2
-
-    path = _template_path(name)
-    try:
-        return env.get_template(name).render(**fields).strip()
-    except jinja2.TemplateNotFound:
-        raise DataError(f"{path}: template not found (the task spec or pipeline/prompts.py names it)") from None
-    except jinja2.TemplateSyntaxError as e:
-        raise DataError(f"{e.filename or path}:{e.lineno}: template syntax error: {e.message}") from None
-    except jinja2.UndefinedError as e:
-        line = _template_line(e, path)
-        where = f"{path}:{line}" if line else str(path)
-        raise DataError(f"{where}: {e.message} (the template is rendered with the fields {sorted(fields)}); "
-                        f"use one of those fields or fix the name") from None
-    except Exception as e:
-        raise DataError(f"{path}: cannot be rendered: {type(e).__name__}: {e}") from None
-
-
-def _template_line(exc: BaseException, path: Path) -> int | None:
-    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        if Path(frame.filename) == path:
-            return frame.lineno
-    return None
-
-
 def check_templates(task: TaskSpec, row: dict) -> None:
-    """Render every template the task uses with the fields pipeline/prompts.py gives it, on `row`.
-
-    Mirrors pipeline/prompts.py: question_template(text, labels); stage1_user(question,
-    answer); stage1_assistant(reasoning); stage2_assistant(reasoning, label);
-    baseline_assistant(label); the chat template as transformers/vLLM render it.
-    """
+    """Build every conversation the stages build, with pipeline/prompts.py itself, on `row`,
+    and render each through the chat template as transformers and vLLM do."""
     from pipeline import prompts
 
-    env = _template_env()
-    label = row.get("label", task.labels[0])
-    question = _render(env, task.question_template, {"text": row["text"], "labels": task.labels})
-    user1 = _render(env, "stage1_user.jinja", {"question": question, "answer": label})
-    assistant1 = _render(env, "stage1_assistant.jinja", {"reasoning": SAMPLE_REASONING})
-    stage2 = _render(env, "stage2_assistant.jinja", {"reasoning": SAMPLE_REASONING, "label": label})
-    baseline = _render(env, "baseline_assistant.jinja", {"label": label})
-    for messages, gen_prompt in (([("user", user1), ("assistant", assistant1)], False), ([("user", user1)], True),
-                                 ([("user", question), ("assistant", stage2)], False),
-                                 ([("user", question), ("assistant", baseline)], False), ([("user", question)], True)):
-        _render(env, prompts.CHAT_TEMPLATE, _chat_fields([{"role": r, "content": c} for r, c in messages], gen_prompt))
-    # pipeline.prompts loads by name from prompts/ (jinja's FileSystemLoader): a name it cannot load
-    # (e.g. with '..') would only fail mid-stage.
-    import jinja2
+    text, label = row["text"], row.get("label", task.labels[0])
+    conversations = [
+        (prompts.stage1_messages(prompts.question(task, text), label, SAMPLE_REASONING), False),   # prepare
+        (prompts.generation_messages(task, text, label), True),                                     # generate
+        (prompts.classify_messages(task, text, prompts.stage2_answer(SAMPLE_REASONING, label)), False),  # build-stage2
+        (prompts.classify_messages(task, text, prompts.baseline_answer(label)), False),
+        (prompts.classify_messages(task, text), True),                                              # predict
+    ]
+    for messages, gen_prompt in conversations:
+        render_chat(messages, gen_prompt)
 
-    for path in prompts.template_paths(task):
-        try:
-            prompts._env().get_template(path.relative_to(prompts.PROMPTS_DIR).as_posix())
-        except (jinja2.TemplateNotFound, ValueError):
-            raise DataError(f"{task.path}: question_template {task.question_template!r} cannot be loaded by "
-                            f"pipeline/prompts.py; put the template in {PROMPTS_DIR} and give its file name") from None
+
+def render_chat(messages: list[dict], add_generation_prompt: bool, special: dict | None = None) -> str:
+    """The chat template on `messages` (strict: an unknown field fails instead of rendering "")."""
+    from pipeline import prompts
+
+    return prompts.render(prompts.CHAT_TEMPLATE, **_chat_fields(messages, add_generation_prompt, special))
 
 
 def _chat_fields(messages: list[dict], add_generation_prompt: bool, special: dict | None = None) -> dict:
@@ -160,11 +106,11 @@ def check_lengths(ctx: RunContext, rows: dict[str, list[dict]]) -> None:
 
     task, gen = ctx.task, ctx.generation
     count, how = token_counter(ctx)
-    env, special = _template_env(), _special_tokens(ctx)
+    special = _special_tokens(ctx)
     longest = max(task.labels, key=len)
 
     def chat(messages, gen_prompt):
-        return _render(env, prompts.CHAT_TEMPLATE, _chat_fields(messages, gen_prompt, special))
+        return render_chat(messages, gen_prompt, special)
 
     seq = {which: resolve_config(ctx, which).get("sequence_len") for which in ("stage2", "baseline")}
     seq_which = min((w for w in seq if seq[w]), key=lambda w: seq[w], default=None)
@@ -181,7 +127,7 @@ def check_lengths(ctx: RunContext, rows: dict[str, list[dict]]) -> None:
         budgets.append(("train", over, mml - int(gen.get("max_tokens", 0)),
                         f"the generate prompt plus generation.max_tokens {gen.get('max_tokens', 0)} must fit "
                         f"generation.max_model_len {mml}", "raise generation.max_model_len in the profile"))
-        pmax = max((ctx.profile.get("predict") or {}).get("max_tokens", {"x": 0}).values())
+        pmax = max(n for n in ctx.profile["predict"]["max_tokens"].values() if n)
         over = count([chat(prompts.classify_messages(task, ""), True)])[0]
         budgets.append(("test", over, mml - int(pmax),
                         f"the predict prompt plus predict.max_tokens {pmax} must fit generation.max_model_len {mml}",

@@ -1,0 +1,172 @@
+"""The profile schema: every key a profile may set, its type, range and default.
+
+`load_profile` (pipeline/config.py) merges a profile over the one it `inherit:`s and
+validates the result here, so a misspelt key (`generation.temprature`), a wrong type or
+an out-of-range value stops the run before anything is computed, naming the file, line
+and key, with the closest known key. The validated profile is handed to the stages as a
+plain dict with every default filled in (`ctx.profile["generation"]["seed"]`).
+
+To add a key: add a field to the section's model below (with a default, so older
+profiles keep loading); a new section is a new model and a field of `Profile`.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PositiveInt = Field(ge=1)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TinyModel(Section):
+    hidden_size: int = Field(128, ge=8)
+    num_layers: int = Field(2, ge=1)
+    num_heads: int = Field(2, ge=1)
+    num_kv_heads: int = Field(1, ge=1)
+    intermediate_size: int = Field(512, ge=8)
+    vocab_size: int = Field(2048, ge=256)
+    max_position_embeddings: int = Field(2048, ge=64)
+    seed: int = 0
+
+
+class ReasoningSet(Section):
+    source: str = "syvai/reasoning-gen"   # hub id, a local .jsonl/.csv/.parquet, or "synthetic"
+    split: str = "train"
+    columns: dict[str, str] = {"question": "question", "answer": "answer", "reasoning": "reasoning"}
+    limit: Optional[int] = Field(None, ge=1)
+    n: int = Field(600, ge=1)             # rows of the synthetic set
+    task_share: float = Field(1 / 6, ge=0, le=1)  # of those, questions like the task's
+
+
+class TaskData(Section):
+    source: str = "hub"                   # hub (the task spec's `hub`) or synthetic; --data-dir wins
+    limit_train: Optional[int] = Field(None, ge=1)
+    limit_test: Optional[int] = Field(None, ge=1)
+    n_train: int = Field(600, ge=1)       # synthetic sizes
+    n_test: int = Field(200, ge=1)
+    duplicate_texts: Literal["error", "warn"] = "error"
+    drop_test_overlap: bool = False       # leave out train rows whose text is also in test
+
+
+class Train(Section):
+    gpus: int = Field(1, ge=1)
+    distributed: Optional[str] = None
+    wandb_project: Optional[str] = None
+    target_hardware: Optional[dict[str, Any]] = None
+    axolotl: dict[str, Any] = {}          # Axolotl keys: checked by Axolotl's own schema (pipeline/train.py)
+    stage1: dict[str, Any] = {}
+    stage2: dict[str, Any] = {}
+    baseline: dict[str, Any] = {}
+
+
+class Generation(Section):
+    backend: Literal["auto", "vllm", "transformers"] = "auto"
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: int = Field(256, ge=1)
+    seed: int = Field(0, ge=0)
+    per_request_seed: bool = True
+    chunk_size: int = Field(2048, ge=1)
+    max_retries: int = Field(2, ge=0)
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "bfloat16"
+    max_model_len: Optional[int] = Field(2048, ge=16)
+    tensor_parallel_size: int = Field(1, ge=1)
+    data_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    enable_prefix_caching: bool = True
+    enable_chunked_prefill: Optional[bool] = None
+    enforce_eager: bool = False
+    batch_size: int = Field(64, ge=1)     # transformers backend only
+    worker_env: dict[str, str | int | float] = {}
+
+
+class QC(Section):
+    enabled: bool = True
+    min_chars: int = Field(40, ge=0)
+    max_repeat_ratio: float = Field(0.5, ge=0, le=1)
+
+
+class MaxTokens(Section):
+    reasoning: int = Field(384, ge=1)
+    baseline: int = Field(16, ge=1)
+    label_first: Optional[int] = Field(None, ge=1)
+
+
+class Predict(Section):
+    max_tokens: MaxTokens = MaxTokens()
+    constrained_label: bool = False
+
+
+class PlanRows(Section):
+    rows: int = Field(ge=0)
+    tokens_per_row: float = Field(ge=0)
+
+
+class PlanGenerate(Section):
+    rows: int = Field(16000, ge=0)
+    output_tokens_per_row: float = Field(150, ge=0)
+    retry_share: float = Field(0.1, ge=0)
+
+
+class PlanPredict(Section):
+    rows: int = Field(2000, ge=0)
+    reasoning_tokens_per_row: float = Field(170, ge=0)
+    baseline_tokens_per_row: float = Field(5, ge=0)
+
+
+class Plan(Section):
+    parameters: float = Field(1.236e9, gt=0)
+    stage1: PlanRows = PlanRows(rows=350000, tokens_per_row=350)
+    stage2: PlanRows = PlanRows(rows=16000, tokens_per_row=200)
+    baseline: PlanRows = PlanRows(rows=16000, tokens_per_row=60)
+    generate: PlanGenerate = PlanGenerate()
+    predict: PlanPredict = PlanPredict()
+
+
+class Profile(Section):
+    name: str
+    base_model: str = "meta-llama/Llama-3.2-1B-Instruct"   # a hub id, a local folder, or "tiny"
+    offline: bool = False
+    device: Optional[Literal["cuda", "cpu"]] = None
+    seed: int = Field(0, ge=0)            # synthetic data and the tiny model
+    seeds: Optional[list[int]] = Field(None, min_length=1)  # replicates RUN/seed-N (null: one run in RUN)
+    tiny_model: TinyModel = TinyModel()
+    reasoning_set: ReasoningSet = ReasoningSet()
+    task_data: TaskData = TaskData()
+    train: Train = Train()
+    generation: Generation = Generation()
+    qc: QC = QC()
+    predict: Predict = Predict()
+    plan: Plan = Plan()
+
+
+def validate(data: dict) -> tuple[dict | None, list[tuple[tuple, str]]]:
+    """(the profile with defaults filled, None) or (None, [(key path, message), ...])."""
+    try:
+        return Profile.model_validate(data).model_dump(), []
+    except ValidationError as e:
+        return None, [(tuple(err["loc"]), _message(err)) for err in e.errors()]
+
+
+def _message(err: dict) -> str:
+    loc = [str(x) for x in err["loc"]]
+    key = ".".join(loc)
+    if err["type"] == "extra_forbidden":
+        model = Profile
+        for part in loc[:-1]:
+            field = model.model_fields.get(part)
+            model = field.annotation if field is not None and isinstance(field.annotation, type) else None
+            if model is None or not issubclass(model, BaseModel):
+                break
+        known = sorted(model.model_fields) if model is not None and issubclass(model, BaseModel) else []
+        close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
+        if close:
+            return f"unknown key {key!r}; did you mean {'.'.join(loc[:-1] + close[:1])!r}?"
+        where = f"'{'.'.join(loc[:-1])}'" if loc[:-1] else "the top level"
+        return f"unknown key {key!r}; the keys of {where} are: {', '.join(known)}"
+    return f"key {key!r}: {err['msg']} (got {err.get('input')!r})"
