@@ -71,7 +71,7 @@ def test_a_profile_file_inherits_a_shipped_profile_or_a_relative_path(tmp_path):
 
 def test_shipped_profiles_load_with_defaults_filled():
     paper, tiny = load_profile("paper"), load_profile("tiny")
-    assert paper["seeds"] == [0] and paper["qc"]["enabled"] is True
+    assert paper["seeds"] is None and paper["qc"]["enabled"] is False  # one run; no filter, as the paper ran
     assert paper["task_data"]["drop_test_overlap"] is False and paper["predict"]["max_tokens"]["label_first"] is None
     assert tiny["base_model"] == "tiny" and tiny["generation"]["dtype"] == "float32"
     assert tiny["train"]["axolotl"]["liger_rope"] is None  # None unsets an Axolotl key: kept, not dropped
