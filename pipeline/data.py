@@ -199,10 +199,11 @@ def _norm_text(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def train_test_overlap(train: list[dict], test: list[dict]) -> tuple[int, set[str]]:
-    """(test texts that also occur in train, ids of the train rows holding them); texts compare
-    ignoring case and runs of whitespace. Such test examples measure memory, not generalisation."""
+def train_test_overlap(train: list[dict], test: list[dict]) -> tuple[int, set[int]]:
+    """(test texts that also occur in train, positions of the train rows holding them); texts
+    compare ignoring case and runs of whitespace. Such test examples measure memory, not
+    generalisation."""
     test_texts = {_norm_text(r["text"]) for r in test}
-    train_ids = {r["id"] for r in train if _norm_text(r["text"]) in test_texts}
+    train_ids = {i for i, r in enumerate(train) if _norm_text(r["text"]) in test_texts}
     train_texts = {_norm_text(r["text"]) for r in train}
     return sum(1 for r in test if _norm_text(r["text"]) in train_texts), train_ids

@@ -38,7 +38,7 @@ def prepare(ctx: RunContext) -> dict:
     n_overlap, overlap_ids = train_test_overlap(splits["train"], splits["test"])
     info["test_overlap"] = n_overlap
     if ctx.profile["task_data"].get("drop_test_overlap"):
-        splits["train"] = [r for r in splits["train"] if r["id"] not in overlap_ids]
+        splits["train"] = [r for i, r in enumerate(splits["train"]) if i not in overlap_ids]
         info["overlap_dropped"] = len(overlap_ids)
     if n_overlap:
         fate = (f"{len(overlap_ids)} train rows holding them dropped" if info.get("overlap_dropped")

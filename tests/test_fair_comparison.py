@@ -16,6 +16,7 @@ from pipeline.comparison import config_differences, training_differences
 from pipeline.config import RunContext, TaskSpec, load_profile
 from pipeline.data import read_text_label_file, train_test_overlap
 from pipeline.io import ids_digest, read_json, read_jsonl
+from pipeline.preflight.inputs import check_data_dir
 from pipeline.train import resolve_config
 from tests.conftest import orchestrate
 
@@ -129,23 +130,23 @@ def test_report_warns_loudly_when_the_comparison_is_not_controlled(tiny_run, tmp
 
 
 # ---------------------------------------------------------------- train/test overlap
-def test_overlap_of_the_real_emotion_split_is_counted_and_can_be_dropped(shared_emotion, tmp_path):
+def test_overlap_of_the_real_emotion_split_is_counted_and_can_be_dropped(shared_emotion, tmp_path, capsys):
     train = read_text_label_file(shared_emotion / "train.txt", LABELS)
     test = read_text_label_file(shared_emotion / "test.txt", LABELS)
-    for split, rows in (("train", train), ("test", test)):
-        for i, r in enumerate(rows):
-            r["id"] = f"{split}-{i}"
-    n, train_ids = train_test_overlap(train, test)
-    assert n > 0 and len(train_ids) >= n
+    n, train_rows = train_test_overlap(train, test)
+    assert n > 0 and len(train_rows) >= n
     test_texts = {" ".join(r["text"].lower().split()) for r in test}
-    assert all(" ".join(r["text"].lower().split()) in test_texts for r in train if r["id"] in train_ids)
+    assert all(" ".join(train[i]["text"].lower().split()) in test_texts for i in train_rows)
 
     profile = load_profile("tiny")
-    profile["task_data"].update(limit_train=None, limit_test=None, drop_test_overlap=True)
+    profile["task_data"].update(limit_train=None, limit_test=None, drop_test_overlap=True, duplicate_texts="warn")
     ctx = RunContext(profile, TaskSpec.load("emotion"), tmp_path / "run", data_dir=shared_emotion)
+    check_data_dir(ctx)  # preflight
+    assert f"[preflight] {n} test texts also occur in the train split; those train rows are left out" \
+        in capsys.readouterr().out
     info = stages.prepare(ctx)
-    assert info["test_overlap"] == n and info["overlap_dropped"] == len(train_ids)
-    assert info["task_train"] == len(train) - len(train_ids)
+    assert info["test_overlap"] == n and info["overlap_dropped"] == len(train_rows)
+    assert info["task_train"] == len(train) - len(train_rows)
     kept = {" ".join(r["text"].lower().split()) for r in read_jsonl(ctx.task_split("train"))}
     assert not kept & test_texts
 

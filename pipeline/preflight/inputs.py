@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from pipeline.config import RunContext
-from pipeline.data import TABLE_SUFFIXES, load_reasoning_set, read_data_dir, read_table
+from pipeline.data import TABLE_SUFFIXES, load_reasoning_set, read_data_dir, read_table, train_test_overlap
 from pipeline.io import DataError
 
 
@@ -16,6 +16,12 @@ def check_data_dir(ctx: RunContext) -> dict[str, list[dict]]:
     for split, rows in used.items():
         _check_duplicate_texts(ctx.data_dir / ctx.task.text_files[split], rows,
                                ctx.profile["task_data"]["duplicate_texts"], ctx.profile["task_data"].get(f"limit_{split}"))
+    if {"train", "test"} <= set(used):
+        n, _ = train_test_overlap(used["train"], used["test"])
+        if n:
+            fate = "left out" if ctx.profile["task_data"]["drop_test_overlap"] else \
+                "kept (task_data.drop_test_overlap: true leaves them out)"
+            print(f"[preflight] {n} test texts also occur in the train split; those train rows are {fate}")
     return used
 
 
