@@ -7,6 +7,7 @@ directory, so stages never build paths by hand.
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,6 +115,29 @@ class RunContext:
         self.run_dir = Path(self.run_dir).resolve()
         if self.data_dir is not None:
             self.data_dir = Path(self.data_dir).resolve()
+
+    @classmethod
+    def from_run_dir(cls, run_dir: str | Path, backend: str | None = None) -> "RunContext":
+        """The context a run directory was made with, from its manifest (merged profile, task
+        spec, data directory), so commands on a finished run need only `--run-dir`."""
+        run_dir = Path(run_dir)
+        path = run_dir / "manifest.json"
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(f"{run_dir}: not a run directory (no manifest.json); "
+                            f"give the --run-dir of a run made by `orchestrate.py all`") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataError(f"{path}: not valid JSON ({e})") from None
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("profile"), dict) \
+                or not isinstance(manifest.get("task"), dict):
+            raise DataError(f"{path}: no 'profile' and 'task' recorded; not a manifest written by orchestrate.py")
+        task = manifest["task"]
+        spec = Path(task.get("spec") or "")
+        if not spec.is_file():  # a run directory copied from another checkout: the task by name
+            spec = spec_path(task.get("name") or str(spec), TASKS_DIR, "task spec")
+        return cls(manifest["profile"], TaskSpec.load(str(spec)), run_dir, data_dir=manifest.get("data_dir"),
+                   backend=backend)
 
     # --- paths of the run directory (the stages' declared inputs and outputs) ---
     @property
