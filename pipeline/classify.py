@@ -209,6 +209,7 @@ def main(args) -> int:
 
     if args.texts and args.input:
         raise DataError("give texts as arguments or --input FILE, not both")
+    ctx = RunContext.from_run_dir(args.run_dir, backend=args.backend)
     if args.texts:
         items, from_file = [Item(t) for t in args.texts], False
     elif args.input and args.input != "-":
@@ -220,23 +221,25 @@ def main(args) -> int:
     else:
         items, from_file = read_items(sys.stdin.buffer.read(), input_format(None, args.format), "<stdin>",
                                       args.text_field), False
-    ctx = RunContext.from_run_dir(args.run_dir, backend=args.backend)
     batch = int(ctx.generation["chunk_size"])
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     counts = {"valid": 0, "invalid": 0, "error": 0}
-    try:
-        with Classifier(ctx, args.model) as clf, \
-                tqdm(total=len(items), desc=f"classify[{args.model}]", unit="text", disable=not from_file,
-                     file=sys.stderr) as bar:
-            for start in range(0, len(items), batch):
-                for row in clf.classify_items(items[start:start + batch]):
-                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    counts["error" if row["error"] else "valid" if row["valid"] else "invalid"] += 1
-                out.flush()
-                bar.update(min(batch, len(items) - start))
-    finally:
-        if args.output:
-            out.close()
+    with Classifier(ctx, args.model) as clf:  # the model is checked before an --output file is touched
+        try:
+            out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+        except OSError as e:
+            raise DataError(f"{args.output}: cannot write ({e.strerror})") from None
+        try:
+            with tqdm(total=len(items), desc=f"classify[{args.model}]", unit="text", disable=not from_file,
+                      file=sys.stderr) as bar:
+                for start in range(0, len(items), batch):
+                    for row in clf.classify_items(items[start:start + batch]):
+                        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                        counts["error" if row["error"] else "valid" if row["valid"] else "invalid"] += 1
+                    out.flush()
+                    bar.update(min(batch, len(items) - start))
+        finally:
+            if args.output:
+                out.close()
     print(f"classify[{args.model}]: {len(items)} rows, {counts['valid']} with a label, {counts['invalid']} without "
           f"a valid label, {counts['error']} not asked (see `error`)" + (f"; written to {args.output}" if args.output else ""),
           file=sys.stderr)

@@ -29,6 +29,7 @@ DATASET_FILES = {"reasonings": "generations/reasonings.jsonl", "stage2": "data/s
 MODEL_TRAINING = {"stage1": "reasoning set -> reasoning (the generator of the reasonings)",
                   "stage2": "text -> reasoning + label", "baseline": "text -> label",
                   "label_first": "text -> label + reasoning"}
+NOT_EXPORTED = ("README.md", "training_args.bin", "debug.log")  # Axolotl's card (replaced), trainer state, log
 METRICS_NAME = {"stage2": "reasoning", "baseline": "baseline", "label_first": "label_first"}
 
 
@@ -71,20 +72,27 @@ def run_facts(ctx: RunContext, manifest: dict) -> dict:
         source = f"[{task.hub['path']}](https://huggingface.co/datasets/{task.hub['path']})"
     else:
         source = "synthetic data made by the project's `pipeline/synthetic.py` (the offline demo)"
-    stages = manifest.get("stages", {})
+    stages, env = manifest.get("stages", {}), manifest.get("environment", {})
     prepared = stages.get("prepare", {}).get("info", {})
     base = profile["base_model"]
     return {
         "task": task, "profile": profile, "profile_name": profile.get("name"), "source": source,
         "source_hub": task.hub.get("path") if not ctx.data_dir and data.get("source") == "hub" else None,
         "train_rows": prepared.get("task_train"), "test_rows": prepared.get("task_test"),
-        "limits": {k: data.get(k) for k in ("limit_train", "limit_test") if data.get(k)},
+        "limits": {k: data.get(k) for k in ("limit_train", "limit_test")
+                   if data.get(k) and (ctx.data_dir or data.get("source") == "hub")},  # they cut real data only
         "base_model": base, "base_model_hub": None if base == "tiny" else base,
         "base_model_text": (f"a tiny random-initialised Llama built by `pipeline/tiny_model.py` "
                             f"({profile.get('tiny_model')})" if base == "tiny" else f"`{base}`"),
-        "reasoning_set": profile.get("reasoning_set", {}), "commit": manifest.get("environment", {}).get("git_commit"),
-        "packages": manifest.get("environment", {}).get("packages", {}), "stages": stages,
+        "reasoning_source": _reasoning_source(profile.get("reasoning_set", {}).get("source")),
+        "commit": env.get("git_commit"), "packages": env.get("packages", {}), "stages": stages,
     }
+
+
+def _reasoning_source(source: str | None) -> str:
+    if source == "synthetic":
+        return "synthetic (question, answer, reasoning) examples made by `pipeline/synthetic.py`"
+    return f"`{source}`"
 
 
 def _messages_example(rows: list[dict]) -> list[dict]:
@@ -126,7 +134,7 @@ def export_dataset(ctx: RunContext, facts: dict, out: Path, repo_ids: dict) -> d
 
     _replace_dir(build, out / "dataset")
     for name, ds in sets.items():
-        _replace_dir(lambda folder, ds=ds: DatasetDict({"train": ds}).save_to_disk(str(folder / "data")),
+        _replace_dir(lambda folder, ds=ds: DatasetDict({"train": ds}).save_to_disk(str(folder)),
                      out / "arrow" / name)
     return {name: len(r) for name, r in rows.items()}
 
@@ -151,8 +159,8 @@ def export_model(ctx: RunContext, facts: dict, which: str, out: Path, metrics: d
     data_repo = repo_ids.get("dataset")
 
     def build(folder: Path) -> None:
-        for f in src.iterdir():  # weights, tokenizer, configs; not checkpoints or trainer state
-            if f.is_file() and f.name not in ("README.md", "training_args.bin"):
+        for f in src.iterdir():  # weights, tokenizer, configs; not checkpoints, trainer state or logs
+            if f.is_file() and f.name not in NOT_EXPORTED:
                 _link_or_copy(str(f), str(folder / f.name))
         if axolotl_config is not None:
             (folder / "axolotl_config.yml").write_text(axolotl_config, encoding="utf-8")

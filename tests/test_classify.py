@@ -3,9 +3,9 @@
 The answers must be predict's: the same prompt, decoding and label parser, so a test text
 classified here gets exactly the output `predict` wrote for it. Bad rows (empty, longer than
 the model's context, not UTF-8, a broken JSONL line) get an `error` in their own row and never
-stop or shorten the output. The Python API and one JSONL run use the profile's backend (vLLM
-when its environment is present); the other CLI forms use the transformers backend, which
-starts in seconds and gives the same greedy outputs (tests/test_backends.py).
+stop or shorten the output. The Python API uses the profile's backend (vLLM when its
+environment is present: one engine start for the module); the CLI runs use the transformers
+backend, which starts in seconds and gives the same greedy outputs (tests/test_backends.py).
 """
 from __future__ import annotations
 
@@ -73,6 +73,21 @@ def test_context_from_run_dir_is_the_runs(run_dir):
     assert ctx.profile == manifest["profile"] and ctx.profile["name"] == "tiny"
     assert ctx.task.name == "emotion" and str(ctx.task.path) == manifest["task"]["spec"]
     assert ctx.run_dir == run_dir and ctx.data_dir is None
+
+
+def test_context_from_a_copied_run_dir(tmp_path):
+    """A run directory copied from another checkout: the task spec is found by its name."""
+    from pipeline.config import load_profile
+
+    manifest = {"profile": load_profile("tiny"), "data_dir": "/data/emotion",
+                "task": {"name": "emotion", "spec": "/elsewhere/tasks/emotion.yml"}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    ctx = RunContext.from_run_dir(tmp_path, backend="transformers")
+    assert ctx.task.path == ROOT / "tasks" / "emotion.yml" and ctx.data_dir == Path("/data/emotion")
+    assert ctx.generation["backend"] == "transformers" and ctx.profile == manifest["profile"]
+    (tmp_path / "manifest.json").write_text("{broken")
+    with pytest.raises(DataError, match=f"{tmp_path / 'manifest.json'}: not valid JSON"):
+        RunContext.from_run_dir(tmp_path)
 
 
 def test_missing_or_foreign_run_dir_exits_2_naming_it(tmp_path, capsys):
@@ -146,7 +161,7 @@ def test_api_bad_inputs_get_their_own_error_row(api, run_dir):
 # ---------------------------------------------------------------- the CLI
 @pytest.fixture(scope="module")
 def jsonl_run(run_dir, test_rows, tmp_path_factory):
-    """`classify --input FILE.jsonl --output OUT` with the profile's backend, good and bad rows mixed."""
+    """`classify --input FILE.jsonl --output OUT`, good and bad rows mixed."""
     folder = tmp_path_factory.mktemp("classify-jsonl")
     src = folder / "in.jsonl"
     lines = [json.dumps({"id": i, "text": r["text"]}).encode() for i, r in enumerate(test_rows[:4])]
@@ -154,7 +169,7 @@ def jsonl_run(run_dir, test_rows, tmp_path_factory):
                   b'{"text": broken', b'{"other": "no text field"}']
     src.write_bytes(b"\n".join(lines) + b"\n")
     out = folder / "out.jsonl"
-    proc = classify_cli("--run-dir", str(run_dir), "--input", str(src), "--output", str(out))
+    proc = classify_cli("--run-dir", str(run_dir), "--backend", "transformers", "--input", str(src), "--output", str(out))
     return proc, read_jsonl(out) if out.exists() else [], test_rows[:4], src
 
 

@@ -50,7 +50,7 @@ def test_dataset_reloads_with_the_runs_rows(exported, run_dir, monkeypatch):
         parquet = sorted((exported / "dataset" / name).glob("*.parquet"))
         assert [p.name for p in parquet] == ["train-00000-of-00001.parquet"]
         assert load_dataset("parquet", data_files={"train": [str(p) for p in parquet]})["train"].to_list() == want
-        assert load_from_disk(str(exported / "arrow" / name / "data"))["train"].to_list() == want
+        assert load_from_disk(str(exported / "arrow" / name))["train"].to_list() == want
         # the card's `configs` make the folder itself loadable by config name, as on the hub
         assert load_dataset(str(exported / "dataset"), name)["train"].to_list() == want
 
@@ -69,7 +69,8 @@ def test_dataset_card_states_the_runs_settings(exported, run_dir):
     for label, c in stats["qc"]["per_class"].items():
         assert f"| {label} | {c['kept']} | {c['retried']} | {c['dropped']} |" in body
     assert "synthetic data" in body and "tiny random-initialised Llama" in body
-    assert f"`{manifest['profile']['reasoning_set']['source']}`" in body
+    source = manifest["profile"]["reasoning_set"]["source"]
+    assert ("examples made by `pipeline/synthetic.py`" if source == "synthetic" else f"`{source}`") in body
     assert f"| `reasonings` | {stats['kept']} |" in body
     assert (exported / "dataset" / "generation_stats.json").read_bytes() == \
         (run_dir / "generations" / "generation_stats.json").read_bytes()
@@ -80,7 +81,9 @@ def test_model_folders_and_cards(exported, run_dir, which):
     folder, src = exported / "models" / which, run_dir / "models" / which
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         assert (folder / name).read_bytes() == (src / name).read_bytes(), name
-    assert not any(p.is_dir() for p in folder.iterdir())  # no checkpoints
+    # weights, tokenizer and configs; no checkpoints, trainer state or Axolotl's debug log
+    assert {p.name for p in folder.iterdir()} == \
+        {p.name for p in src.iterdir() if p.is_file()} - {"debug.log", "training_args.bin"} | {"README.md", "axolotl_config.yml"}
     resolved = (run_dir / "configs" / f"{which}.yml").read_text()
     assert (folder / "axolotl_config.yml").read_text() == resolved
     header, body = card(folder / "README.md")
