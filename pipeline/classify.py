@@ -24,6 +24,7 @@ from pipeline.stages import MODEL_DIRS, answer_decoding, open_session, run_class
 
 # model name -> folder under RUN/models
 MODELS = {"reasoning": MODEL_DIRS["reasoning"], "baseline": MODEL_DIRS["baseline"], "label_first": "label_first"}
+WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 FIELDS = ("text", "label", "reasoning", "valid", "finish_reason", "output", "error")
 
 
@@ -32,6 +33,11 @@ class Item:
     """One input row: its text (None when there is none) and why it cannot be asked, if it cannot."""
     text: str | None
     error: str | None = None
+
+
+def is_trained(model_dir: Path) -> bool:
+    """Final weights saved (Axolotl writes config.json when training starts, the weights at its end)."""
+    return any((Path(model_dir) / name).is_file() for name in WEIGHTS)
 
 
 def result_row(text: str | None, error: str | None = None, label: str | None = None, reasoning: str | None = None,
@@ -59,7 +65,7 @@ class Classifier:
             raise DataError(f"--model {model!r}: choose one of {', '.join(MODELS)}")
         self.ctx, self.model = ctx, model
         self.model_dir = ctx.model_dir(MODELS[model])
-        if not (self.model_dir / "config.json").is_file():
+        if not is_trained(self.model_dir):
             raise DataError(f"{self.model_dir}: no trained {model!r} model in this run directory; "
                             f"train it first (models present: {', '.join(self.available(ctx)) or 'none'})")
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
@@ -77,7 +83,7 @@ class Classifier:
 
     @staticmethod
     def available(ctx: RunContext) -> list[str]:
-        return [name for name, folder in MODELS.items() if (ctx.model_dir(folder) / "config.json").is_file()]
+        return [name for name, folder in MODELS.items() if is_trained(ctx.model_dir(folder))]
 
     def __enter__(self) -> "Classifier":
         return self

@@ -19,7 +19,8 @@ from pathlib import Path
 import yaml
 
 from pipeline import prompts
-from pipeline.config import ROOT, TRAINED_MODELS, RunContext
+from pipeline.classify import is_trained
+from pipeline.config import ROOT, RunContext
 from pipeline.io import DataError, read_json, read_jsonl
 
 CARDS_DIR = ROOT / "cards"
@@ -181,7 +182,7 @@ def export_model(ctx: RunContext, facts: dict, which: str, out: Path, metrics: d
 
 
 def trained_models(ctx: RunContext) -> list[str]:
-    return [w for w in (*TRAINED_MODELS, "label_first") if (ctx.model_dir(w) / "config.json").is_file()]
+    return [w for w in MODEL_TRAINING if is_trained(ctx.model_dir(w))]
 
 
 def export_run(ctx: RunContext, out: Path, org: str | None = None, prefix: str | None = None) -> dict:
@@ -196,8 +197,11 @@ def export_run(ctx: RunContext, out: Path, org: str | None = None, prefix: str |
     repo_ids = hub_repo_ids(ctx, org, prefix, models)
     out.mkdir(parents=True, exist_ok=True)
     counts = export_dataset(ctx, facts, out, repo_ids)
-    for which in models:
-        export_model(ctx, facts, which, out, metrics, repo_ids)
+    for which in MODEL_TRAINING:
+        if which in models:
+            export_model(ctx, facts, which, out, metrics, repo_ids)
+        elif (out / "models" / which).exists():  # from an earlier export of a model the run no longer has
+            shutil.rmtree(out / "models" / which)
     return {"dataset": counts, "models": models, "repo_ids": repo_ids}
 
 
