@@ -22,8 +22,8 @@ from pipeline.config import RunContext
 from pipeline.io import DataError
 from pipeline.stages import MODEL_DIRS, answer_decoding, open_session, run_classifier
 
-# model name -> folder under RUN/models
-MODELS = {"reasoning": MODEL_DIRS["reasoning"], "baseline": MODEL_DIRS["baseline"], "label_first": "label_first"}
+# model name -> folder under RUN/models: predict's models, and the label-first variant where a run trains it
+MODELS = {"reasoning": "stage2", "baseline": "baseline", "label_first": "label_first", **MODEL_DIRS}
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 FIELDS = ("text", "label", "reasoning", "valid", "finish_reason", "output", "error")
 
