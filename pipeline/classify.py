@@ -70,8 +70,8 @@ class Classifier:
                             f"train it first (models present: {', '.join(self.available(ctx)) or 'none'})")
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         self.max_tokens = answer_decoding(ctx.profile, ctx.task, model)[0]["max_tokens"]
-        self.context = int(ctx.generation.get("max_model_len")
-                           or AutoConfig.from_pretrained(self.model_dir).max_position_embeddings)
+        positions = AutoConfig.from_pretrained(self.model_dir).max_position_embeddings
+        self.context = min(int(ctx.generation.get("max_model_len") or positions), positions)
         self.chat_template = prompts.chat_template()
         self._tmp = tempfile.TemporaryDirectory(prefix="classify-")
         self._session = None

@@ -21,7 +21,7 @@ import yaml
 from pipeline import prompts
 from pipeline.classify import is_trained
 from pipeline.config import ROOT, RunContext
-from pipeline.io import DataError, read_json, read_jsonl
+from pipeline.io import DataError, iter_jsonl_lines, read_json, read_jsonl
 
 CARDS_DIR = ROOT / "cards"
 # dataset config -> the run file it is made of
@@ -96,8 +96,12 @@ def _reasoning_source(source: str | None) -> str:
     return f"`{source}`"
 
 
-def _messages_example(rows: list[dict]) -> list[dict]:
-    return rows[0]["messages"] if rows else []
+def _first_messages(path: Path) -> list[dict]:
+    """The chat messages of a JSONL file's first row, as the run wrote them."""
+    if not path.is_file():
+        return []
+    _, first = next(iter_jsonl_lines(path), (0, {}))
+    return first.get("messages", [])
 
 
 # ---------------------------------------------------------------- the dataset
@@ -123,14 +127,14 @@ def export_dataset(ctx: RunContext, facts: dict, out: Path, repo_ids: dict) -> d
             configs=[{"config_name": name, "data_files": [{"split": "train", "path": f"{name}/*.parquet"}],
                       **({"default": True} if name == "reasonings" else {})} for name in sets])
         card = DatasetCard.from_template(
-            card_data, template_path=str(CARDS_DIR / "dataset_card.md.jinja"), **facts, counts={n: len(r) for n, r in rows.items()},
-            features={n: list(ds.features) for n, ds in sets.items()}, stats=stats,
+            card_data, template_path=str(CARDS_DIR / "dataset_card.md.jinja"), **facts,
+            counts={n: len(r) for n, r in rows.items()}, features={n: list(ds.features) for n, ds in sets.items()},
+            stats=stats, qc=ctx.profile.get("qc", {}), repo_ids=repo_ids,
             sampling={k: gen.get(k) for k in ("temperature", "top_p", "max_tokens", "seed", "per_request_seed",
                                               "max_retries")},
-            qc=ctx.profile.get("qc", {}), repo_ids=repo_ids,
-            generation_prompt=prompts.generation_messages(ctx.task, rows["reasonings"][0]["text"],
-                                                          rows["reasonings"][0]["label"]) if rows["reasonings"] else [],
-            stage2_example=_messages_example(rows["stage2"]), baseline_example=_messages_example(rows["baseline"]))
+            generation_prompt=_first_messages(ctx.generations / "attempt-0" / "requests.jsonl"),
+            stage2_example=_first_messages(ctx.train_set("stage2")),
+            baseline_example=_first_messages(ctx.train_set("baseline")))
         card.save(folder / "README.md")
 
     _replace_dir(build, out / "dataset")

@@ -72,6 +72,8 @@ def test_dataset_card_states_the_runs_settings(exported, run_dir):
     source = manifest["profile"]["reasoning_set"]["source"]
     assert ("examples made by `pipeline/synthetic.py`" if source == "synthetic" else f"`{source}`") in body
     assert f"| `reasonings` | {stats['kept']} |" in body
+    first_request = read_jsonl(run_dir / "generations" / "attempt-0" / "requests.jsonl")[0]["messages"][0]["content"]
+    assert first_request in body
     assert (exported / "dataset" / "generation_stats.json").read_bytes() == \
         (run_dir / "generations" / "generation_stats.json").read_bytes()
 
