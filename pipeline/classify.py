@@ -59,8 +59,6 @@ class Classifier:
     """One trained model of a run, loaded once (one engine, kept across `classify` calls)."""
 
     def __init__(self, ctx: RunContext, model: str = "reasoning"):
-        from transformers import AutoConfig, AutoTokenizer
-
         if model not in MODELS:
             raise DataError(f"--model {model!r}: choose one of {', '.join(MODELS)}")
         self.ctx, self.model = ctx, model
@@ -68,6 +66,8 @@ class Classifier:
         if not is_trained(self.model_dir):
             raise DataError(f"{self.model_dir}: no trained {model!r} model in this run directory; "
                             f"train it first (models present: {', '.join(self.available(ctx)) or 'none'})")
+        from transformers import AutoConfig, AutoTokenizer
+
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         self.max_tokens = answer_decoding(ctx.profile, ctx.task, model)[0]["max_tokens"]
         positions = AutoConfig.from_pretrained(self.model_dir).max_position_embeddings
