@@ -3,6 +3,7 @@
 
     python orchestrate.py all --profile tiny --run-dir runs/tiny
     python orchestrate.py generate --profile paper --shard 0/4
+    python orchestrate.py classify --run-dir runs/tiny "i am so angry"
 
 Every stage reads its inputs from the run directory and writes its outputs there;
 `all` runs them in order and skips those already up to date (see the manifest).
@@ -10,6 +11,7 @@ Every stage reads its inputs from the run directory and writes its outputs there
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 
@@ -24,6 +26,11 @@ STAGE_HELP = {
     "evaluate": "metrics, McNemar, reference baselines, report.md",
     "all": "every stage in order, skipping those already up to date",
     "plan": "print tokens, FLOP floor and expected GPU-hours per stage, before any work",
+}
+# Commands on a finished run directory (its profile and task come from its manifest).
+RUN_TOOLS = {
+    "classify": ("pipeline.classify", "classify new texts with a trained model of a run (JSON lines out)"),
+    "export": ("pipeline.export", "write a run's reasonings, training sets and models, with cards, for sharing"),
 }
 
 
@@ -62,11 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--gpu-tflops", type=float, default=989.0, help="peak bf16 dense TFLOP/s (H100 SXM: 989)")
             p.add_argument("--mfu", type=float, default=0.35, help="model FLOP utilisation of training (assumed)")
             p.add_argument("--gen-tok-s", type=float, default=20000.0, help="vLLM output tokens/s (assumed)")
+    for name, (module, text) in RUN_TOOLS.items():
+        importlib.import_module(module).add_arguments(sub.add_parser(name, help=text, description=text))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in RUN_TOOLS:
+        return run_tool(args)
     from pipeline.config import RunContext, TaskSpec, load_profile
     from pipeline.io import DataError
     from pipeline.preflight import preflight
@@ -106,6 +117,21 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: finished work is kept; run the same command again to resume", file=sys.stderr)
         return 130
     return 0
+
+
+def run_tool(args) -> int:
+    """classify / export: bad input exits 2 with one line, like the stages."""
+    from pipeline.io import DataError
+    from pipeline.procs import StageFailed
+
+    try:
+        return importlib.import_module(RUN_TOOLS[args.command][0]).main(args)
+    except (DataError, StageFailed) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the rows already written are kept", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

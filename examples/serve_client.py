@@ -22,17 +22,22 @@ library plus the project's own prompt and label code, no `openai` package):
         --model runs/paper/models/stage2 "i feel like a kid at christmas"
     .venv/bin/python examples/serve_client.py --url http://127.0.0.1:8000 \
         --model runs/tiny/models/stage2 --profile tiny --show-output "i am so angry"
+    .venv/bin/python examples/serve_client.py --model runs/demo/models/stage2 --run-dir runs/demo "i am so angry"
 
     from examples.serve_client import classify
     classify("http://127.0.0.1:8000", "i am so angry", "runs/paper/models/stage2")
-    # -> {"label": "anger", "output": "...\n\nLabel: anger", "finish_reason": "stop", ...}
+    # -> {"text": ..., "label": "anger", "reasoning": "...", "valid": True, "finish_reason": "stop",
+    #     "output": "...\n\nLabel: anger", "error": None, "response": {...}}
 
-The request is the one `orchestrate.py predict` makes: the user turn rendered by
-`pipeline.prompts.classify_messages` (prompts/emotion_question.jinja), greedy decoding
-(temperature 0), max_tokens = the profile's predict.max_tokens.reasoning (paper 384,
-tiny 80), the label read by `postprocess.labels.parse_label` (None: no valid label,
-e.g. a reasoning cut off by max_tokens; `output` keeps the raw text). `--constrained`
-adds predict's `constrained_label` regex through vLLM structured outputs. `--model` is
+The request is the one `orchestrate.py predict` and `orchestrate.py classify` make, built by
+the same code: the user turn rendered by `pipeline.prompts.classify_messages`
+(prompts/emotion_question.jinja), greedy decoding with the profile's
+predict.max_tokens.reasoning (paper 384, tiny 80) from `pipeline.stages.answer_decoding`,
+and the answer turned into a row by `pipeline.classify.answer_row` (label by
+`postprocess.labels.parse_label`, None when there is no valid label, e.g. a reasoning cut
+off by max_tokens; `output` keeps the raw text). `--run-dir` takes the profile and task from
+a run's manifest. `--constrained` adds predict's `constrained_label` regex through vLLM
+structured outputs. `--model` is
 the server's model name: the path given to the server unless it was started with
 `--served-model-name`. With the same dtype as the profile (paper: bfloat16; tiny:
 float32, which `--dtype auto` would downcast to bfloat16) the answers are predict's,
@@ -51,28 +56,27 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python examples/serve_client.py` puts examples/, not the root, on the path
     sys.path.insert(0, str(ROOT))
 
+from pipeline.classify import answer_row  # noqa: E402
 from pipeline.config import TaskSpec, load_profile  # noqa: E402
 from pipeline.prompts import classify_messages  # noqa: E402
-from postprocess.labels import label_regex, parse_label  # noqa: E402
-
-
-def default_max_tokens(profile: str = "paper") -> int:
-    """The token budget `predict` gives the reasoning (stage-2) model under `profile`."""
-    return int(load_profile(profile)["predict"]["max_tokens"]["reasoning"])
+from pipeline.stages import answer_decoding  # noqa: E402
 
 
 def build_request(text: str, model: str, task: str | TaskSpec = "emotion", max_tokens: int | None = None,
-                  profile: str = "paper", constrained: bool = False, **extra) -> dict:
-    """The /v1/chat/completions body for one text: the project's prompt, greedy decoding.
+                  profile: str | dict = "paper", constrained: bool = False, **extra) -> dict:
+    """The /v1/chat/completions body for one text: predict's prompt and decoding for the
+    reasoning model under `profile` (a name, or a merged profile dict such as a run's).
 
     `constrained` asks vLLM's structured outputs for predict's `constrained_label` regex
     (free reasoning, a blank line, then "Label: <one of the labels>").
     """
     spec = task if isinstance(task, TaskSpec) else TaskSpec.load(task)
-    body = {"model": model, "messages": classify_messages(spec, text), "temperature": 0.0, "top_p": 1.0,
-            "max_tokens": max_tokens or default_max_tokens(profile)}
-    if constrained:
-        body["structured_outputs"] = {"regex": label_regex(spec.labels, spec.answer_prefix, with_reasoning=True)}
+    sampling, regex = answer_decoding(profile if isinstance(profile, dict) else load_profile(profile), spec,
+                                      "reasoning", constrained=constrained)
+    body = {"model": model, "messages": classify_messages(spec, text), "temperature": sampling["temperature"],
+            "top_p": sampling["top_p"], "max_tokens": max_tokens or sampling["max_tokens"]}
+    if regex:
+        body["structured_outputs"] = {"regex": regex}
     return {**body, **extra}
 
 
@@ -87,21 +91,21 @@ def chat_completion(base_url: str, body: dict, timeout: float = 120.0) -> dict:
         raise RuntimeError(f"{req.full_url}: HTTP {e.code}: {e.read().decode('utf-8', 'replace')[:2000]}") from None
 
 
-def classify(base_url: str, text: str, model: str, task: str = "emotion", *, max_tokens: int | None = None,
-             profile: str = "paper", constrained: bool = False, timeout: float = 120.0, **extra) -> dict:
-    """Classify one text. Returns {"label", "output", "finish_reason", "response"}.
+def classify(base_url: str, text: str, model: str, task: str | TaskSpec = "emotion", *, max_tokens: int | None = None,
+             profile: str | dict = "paper", constrained: bool = False, timeout: float = 120.0, **extra) -> dict:
+    """Classify one text: the row `orchestrate.py classify` writes (text, label, reasoning,
+    valid, finish_reason, output, error), plus the server's `response`.
 
     `label` is one of the task's labels, or None when the output has no parsable label
     (`output` then holds the raw text, e.g. a reasoning cut off by max_tokens).
     `extra` goes into the request body as is (e.g. return_token_ids=True on vLLM).
     """
-    spec = TaskSpec.load(task)
+    spec = task if isinstance(task, TaskSpec) else TaskSpec.load(task)
     response = chat_completion(base_url, build_request(text, model, spec, max_tokens, profile, constrained, **extra),
                                timeout)
     choice = response["choices"][0]
-    output = choice["message"]["content"] or ""
-    return {"label": parse_label(output, spec.labels, spec.answer_prefix), "output": output,
-            "finish_reason": choice.get("finish_reason"), "response": response}
+    return {**answer_row(spec, text, choice["message"]["content"] or "", choice.get("finish_reason")),
+            "response": response}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,23 +115,35 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="the served model name (the path given to the server)")
     p.add_argument("--task", default="emotion", help="tasks/<name>.yml (default: %(default)s)")
     p.add_argument("--profile", default="paper", help="profile whose predict.max_tokens.reasoning is used")
+    p.add_argument("--run-dir", help="take the profile and task from this run directory's manifest instead")
     p.add_argument("--max-tokens", type=int, help="override the profile's token budget")
     p.add_argument("--constrained", action="store_true",
                    help="force a final label line (vLLM structured outputs), like predict.constrained_label")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default: %(default)s)")
-    p.add_argument("--show-output", action="store_true", help="print the generated reasoning too")
+    p.add_argument("--show-output", action="store_true",
+                   help="print the whole row (reasoning and raw output too), as `orchestrate.py classify` does")
     args = p.parse_args(argv)
+    task, profile = args.task, args.profile
+    if args.run_dir:
+        from pipeline.config import RunContext
+        from pipeline.io import DataError
+
+        try:
+            ctx = RunContext.from_run_dir(args.run_dir)
+        except DataError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        task, profile = ctx.task, ctx.profile
     for text in args.texts:
         try:
-            r = classify(args.url, text, args.model, args.task, max_tokens=args.max_tokens, profile=args.profile,
+            r = classify(args.url, text, args.model, task, max_tokens=args.max_tokens, profile=profile,
                          constrained=args.constrained, timeout=args.timeout)
         except (urllib.error.URLError, OSError, RuntimeError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        label = r["label"] if r["label"] is not None else f"INVALID (finish_reason={r['finish_reason']})"
-        print(json.dumps({"text": text, "label": label}, ensure_ascii=False))
-        if args.show_output or r["label"] is None:
-            print("  " + r["output"].replace("\n", "\n  "))
+        row = {k: v for k, v in r.items() if k != "response"}
+        print(json.dumps(row if args.show_output else {k: row[k] for k in ("text", "label", "valid", "finish_reason")},
+                         ensure_ascii=False))
     return 0
 
 

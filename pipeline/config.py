@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,6 +189,30 @@ class RunContext:
     def replicate(self, seed: int) -> "RunContext":
         """The context of replicate `seed`: RUN/seed-N over this run's data engine."""
         return dataclasses.replace(self, run_dir=self.run_dir / f"seed-{seed}", shared_dir=self.run_dir, seed=seed)
+
+    @classmethod
+    def from_run_dir(cls, run_dir: str | Path, backend: str | None = None) -> "RunContext":
+        """The context a run directory was made with, from its manifest (merged profile, task
+        spec, data directory), so commands on a finished run need only `--run-dir`."""
+        run_dir = Path(run_dir)
+        path = run_dir / "manifest.json"
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(f"{run_dir}: not a run directory (no manifest.json); "
+                            f"give the --run-dir of a run made by `orchestrate.py all`") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataError(f"{path}: not valid JSON ({e})") from None
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("profile"), dict) \
+                or not isinstance(manifest.get("task"), dict):
+            raise DataError(f"{path}: no 'profile' and 'task' recorded; not a manifest written by orchestrate.py")
+        task = manifest["task"]
+        spec = Path(task.get("spec") or "")
+        if not spec.is_file():  # a run directory copied from another checkout: the task by name
+            spec = spec_path(task.get("name") or str(spec), TASKS_DIR, "task spec")
+        return cls(manifest["profile"], TaskSpec.load(str(spec)), run_dir, data_dir=manifest.get("data_dir"),
+                   backend=backend, shared_dir=manifest.get("shared_dir"),
+                   seed=(manifest.get("seeds") or {}).get("replicate"))
 
     # --- paths of the run directory (the stages' declared inputs and outputs) ---
     @property

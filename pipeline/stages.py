@@ -73,10 +73,11 @@ def _request_seed(base: int, attempt: int, example_id: str) -> int:
     return random.Random(f"{base}:{attempt}:{example_id}").randrange(2**31)
 
 
-def _session(ctx: RunContext, log_name: str) -> GenerationSession:
-    """One worker for all jobs of a stage (vLLM start-up is the expensive part)."""
+def open_session(ctx: RunContext, log_name: str, echo: bool = True) -> GenerationSession:
+    """One worker for all jobs of a stage (vLLM start-up is the expensive part);
+    `echo=False` keeps the worker's log off stdout (classify prints JSON there)."""
     return GenerationSession(resolve_backend(ctx.generation["backend"]), engine_config(ctx.generation),
-                             ctx.log(log_name), ctx.profile["offline"], ctx.generation.get("worker_env"))
+                             ctx.log(log_name), ctx.profile["offline"], ctx.generation.get("worker_env"), echo=echo)
 
 
 def shard_summary(ctx: RunContext, shard: str) -> Path:
@@ -107,7 +108,7 @@ def generate(ctx: RunContext, shard: str | None = None) -> dict:
     sampling = {k: gen[k] for k in ("temperature", "top_p", "max_tokens")}
     todo, kept, rounds = list(share), {}, []
     suffix = "" if shard is None else "-shard-{}-of-{}".format(*parse_shard(shard))
-    with _session(ctx, f"generate{suffix}") as session:
+    with open_session(ctx, f"generate{suffix}") as session:
         for attempt in range(1 + gen["max_retries"]):
             if not todo:
                 break
@@ -194,27 +195,48 @@ def build_stage2(ctx: RunContext) -> dict:
 MODEL_DIRS = {"baseline": "baseline", "reasoning": "stage2"}
 
 
+def answer_decoding(profile: dict, task, name: str, constrained: bool | None = None) -> tuple[dict, str | None]:
+    """predict's decoding for model `name`: greedy, predict.max_tokens[name] new tokens (a model the
+    profile does not list gets the reasoning model's budget), and the label regex when constrained
+    decoding is on (`constrained`, else the profile's predict.constrained_label). Offline and served."""
+    from postprocess.labels import label_regex
+
+    cfg = profile["predict"]
+    budgets = cfg["max_tokens"]
+    sampling = {"temperature": 0.0, "top_p": 1.0, "max_tokens": int(budgets.get(name, budgets["reasoning"]))}
+    constrained = cfg.get("constrained_label") if constrained is None else constrained
+    regex = label_regex(task.labels, task.answer_prefix, with_reasoning=name == "reasoning") if constrained else None
+    return sampling, regex
+
+
+def run_classifier(ctx: RunContext, session: GenerationSession, name: str, model_dir: Path,
+                   requests: list[dict], work: Path) -> tuple[list[dict], dict]:
+    """Answer `requests` ({id, messages}) with model `name` and predict's decoding
+    (`answer_decoding`): the one code path of `predict` and `classify`.
+    Returns the results in request order and the stats."""
+    atomic_write_jsonl(work / "requests.jsonl", requests)
+    sampling, regex = answer_decoding(ctx.profile, ctx.task, name)
+    stats = session.run(GenerationJob.from_profile(ctx.generation, model_dir, work / "requests.jsonl",
+                                                   work / "shards", sampling, guided_regex=regex))
+    results, missing = ShardStore(work / "shards").merged([r["id"] for r in requests])
+    if missing:
+        raise DataError(f"{work / 'shards'}: {len(missing)} ids missing after prediction, e.g. {missing[:5]}")
+    return results, stats
+
+
 def predict(ctx: RunContext) -> dict:
     """Greedy decoding of both trained models on the test split; labels parsed, never crash.
 
     Both models run in one worker: the second swaps the engine but not the process."""
-    from postprocess.labels import label_regex, parse_label
+    from postprocess.labels import parse_label
 
     task, test = ctx.task, read_jsonl(ctx.task_split("test"))
     info = {}
     requests = [{"id": r["id"], "messages": prompts.classify_messages(task, r["text"])} for r in test]
-    with _session(ctx, "predict") as session:
+    with open_session(ctx, "predict") as session:
         for name, model_dir in MODEL_DIRS.items():
-            work = ctx.run_dir / "predictions" / f".work-{name}"
-            atomic_write_jsonl(work / "requests.jsonl", requests)
-            sampling = {"temperature": 0.0, "top_p": 1.0, "max_tokens": ctx.profile["predict"]["max_tokens"][name]}
-            regex = label_regex(task.labels, task.answer_prefix, with_reasoning=name == "reasoning") \
-                if ctx.profile["predict"].get("constrained_label") else None
-            stats = session.run(GenerationJob.from_profile(ctx.generation, ctx.model_dir(model_dir), work / "requests.jsonl",
-                                                           work / "shards", sampling, guided_regex=regex))
-            results, missing = ShardStore(work / "shards").merged([r["id"] for r in requests])
-            if missing:
-                raise DataError(f"{work / 'shards'}: {len(missing)} ids missing after prediction, e.g. {missing[:5]}")
+            results, stats = run_classifier(ctx, session, name, ctx.model_dir(model_dir), requests,
+                                            ctx.run_dir / "predictions" / f".work-{name}")
             rows = []
             for r, res in zip(test, results):
                 pred = parse_label(res["output"], task.labels, task.answer_prefix)

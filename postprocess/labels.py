@@ -62,6 +62,26 @@ def parse_label(output: str, labels: Sequence[str], prefix: str = "Label:") -> s
     return _label_at_start(value, labels)
 
 
+def answer_reasoning(output: str, labels: Sequence[str], prefix: str = "Label:") -> str | None:
+    """The reasoning of an answer: the output without the line `parse_label` reads the label from
+    (before it for stage 2, after it for a label-first answer); None when nothing else is left."""
+    text = strip_artifacts(output)
+    last = None
+    for last in prefix_regex(prefix).finditer(text.replace("*", " ")):  # same offsets as parse_label's view
+        pass
+    if last is None:
+        rest = "" if bare_label(text.replace("*", ""), labels) else text
+    else:
+        start = text.rfind("\n", 0, last.start()) + 1
+        end = last.end()
+        for i, line in enumerate(text[end:].split("\n")):  # the label's line: the first non-blank one
+            end += len(line) + (i > 0)
+            if line.strip():
+                break
+        rest = text[:start] + text[end:]
+    return rest.strip() or None
+
+
 def label_regex(labels: Sequence[str], prefix: str = "Label:", with_reasoning: bool = False) -> str:
     """A regex for constrained decoding (vLLM structured outputs) whose every match
     `parse_label` reads as one of `labels`: the answer line alone (baseline) or free

@@ -117,3 +117,28 @@ def test_returns_canonical_label_object():
 )
 def test_never_raises(output):
     assert parse_label(output, EMOTION) in EMOTION + [LABEL_INVALID]
+
+
+REASONING_CASES = [
+    # stage 2: the reasoning is what comes before the label line
+    ("She lost her dog and cries.\n\nLabel: sadness", "She lost her dog and cries."),
+    ("She lost her dog.\n\nLabel: sadness<|eot_id|>", "She lost her dog."),
+    ("First I thought Label: joy.\nThen not.\n\nLabel: fear", "First I thought Label: joy.\nThen not."),
+    # the label on the line after a bare prefix
+    ("Because.\n\nLabel:\n\nanger", "Because."),
+    # label first: the reasoning is what follows the label line
+    ("Label: joy\n\nThe writer is delighted.", "The writer is delighted."),
+    # baseline answers have no reasoning
+    ("Label: joy", None),
+    ("Joy.", None),
+    # no label line (cut off by max_tokens): the whole output is the reasoning
+    ("The writer seems to", "The writer seems to"),
+    ("", None),
+]
+
+
+@pytest.mark.parametrize("output,reasoning", REASONING_CASES)
+def test_answer_reasoning(output, reasoning):
+    from postprocess.labels import answer_reasoning
+
+    assert answer_reasoning(output, EMOTION) == reasoning

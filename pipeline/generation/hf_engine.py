@@ -32,9 +32,7 @@ class TransformersEngine:
         self.pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.eos[0]
 
     def prompt_ids(self, messages: list[dict]) -> list[int]:
-        out = self.tok.apply_chat_template(messages, chat_template=self.chat_template,
-                                           add_generation_prompt=True, tokenize=True, return_dict=True)
-        return list(out["input_ids"])
+        return chat_prompt_ids(self.tok, messages, self.chat_template)
 
     def generate(self, requests: list[dict], sampling: dict, guided_regex: str | None = None) -> list[dict]:
         if guided_regex:
@@ -69,3 +67,11 @@ class TransformersEngine:
         del self.model
         if self.torch.cuda.is_available():
             self.torch.cuda.empty_cache()
+
+
+def chat_prompt_ids(tokenizer, messages: list[dict], chat_template: str) -> list[int]:
+    """The prompt token ids of `messages` under `chat_template`, as both engines render them
+    (tests/test_backends.py checks that vLLM's equal these)."""
+    out = tokenizer.apply_chat_template(messages, chat_template=chat_template, add_generation_prompt=True,
+                                        tokenize=True, return_dict=True)
+    return list(out["input_ids"])
