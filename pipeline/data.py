@@ -138,6 +138,21 @@ def _normalise_label(value, task: TaskSpec, where: str) -> str:
     raise DataError(f"{where}: field 'label' is {value!r}, not one of {task.labels} (or their indices)")
 
 
+def describe_source(ctx: RunContext) -> str:
+    """Where the task's rows come from, in words, for the manifest and the report's header."""
+    task, spec = ctx.task, ctx.profile["task_data"]
+    if ctx.data_dir is not None:
+        where = f"--data-dir {ctx.data_dir} ({', '.join(task.text_files.values())}, text;label lines)"
+    elif spec["source"] == "synthetic":
+        return (f"synthetic (pipeline/synthetic.py, seed {ctx.profile.get('seed', 0)}): "
+                f"{spec['n_train']} train, {spec['n_test']} test rows")
+    else:
+        hub = task.hub
+        where = f"hub dataset {hub['path']}" + (f" ({hub['name']})" if hub.get("name") else "")
+    limits = [f"first {spec[k]} {k.split('_')[1]} rows" for k in ("limit_train", "limit_test") if spec.get(k)]
+    return where + (f"; {', '.join(limits)}" if limits else "")
+
+
 def load_task_splits(ctx: RunContext) -> dict[str, list[dict]]:
     """{'train': [...], 'test': [...]} with rows {id, text, label}; ids are `<split>-<n>`."""
     task, spec = ctx.task, ctx.profile["task_data"]

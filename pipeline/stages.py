@@ -14,7 +14,7 @@ from typing import Callable
 
 from pipeline import prompts
 from pipeline.config import AXOLOTL_CONFIGS_DIR, RunContext
-from pipeline.data import load_reasoning_set, load_task_splits
+from pipeline.data import describe_source, load_reasoning_set, load_task_splits
 from pipeline.generation.launch import GenerationSession, resolve_backend
 from pipeline.generation.shards import ShardStore
 from pipeline.io import DataError, atomic_write_json, atomic_write_jsonl, read_jsonl
@@ -33,6 +33,7 @@ def prepare(ctx: RunContext) -> dict:
         build_tiny_model(ctx.base_model_dir, tokenizer_corpus(ctx.task.labels), **ctx.profile["tiny_model"])
         info["base_model"] = str(ctx.base_model_dir)
     splits = load_task_splits(ctx)
+    info["source"] = describe_source(ctx)
     for split, rows in splits.items():
         atomic_write_jsonl(ctx.task_split(split), rows)
         info[f"task_{split}"] = len(rows)
