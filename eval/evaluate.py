@@ -236,22 +236,34 @@ def _stage_seconds(run_dirs: list[Path]) -> dict:
     return out
 
 
+def _subtitle(metrics: dict) -> str:
+    """Which run(s) and profile a figure shows, for its title."""
+    if metrics.get("per_run"):
+        profiles = sorted({str(r["info"].get("profile")) for r in metrics["per_run"]})
+        return f"{metrics['n_runs']} runs pooled, profile {', '.join(profiles)}"
+    run = metrics.get("run") or {}
+    return f"run {Path(run.get('run_dir') or metrics['runs'][0]).name}, profile {run.get('profile') or '?'}"
+
+
 def _write_plots(metrics: dict, labels: list[str], paper_reference: dict | None, out_dir: Path) -> dict[str, str]:
     """Draw every figure into out_dir/plots; returns {figure name: path relative to out_dir}."""
     pdir = out_dir / "plots"
+    sub = _subtitle(metrics)
     written: dict[str, Path] = {}
+    vmax = max((max(max(map(max, m["confusion"]), default=0), max(m["invalid_by_gold"], default=0))
+                for m in metrics["models"].values()), default=1)
     for name, m in metrics["models"].items():
         written[f"confusion_{name}"] = plots.plot_confusion(
-            m["confusion"], labels, f"{name}: confusion (rows gold)", pdir / f"confusion_{name}.png",
-            m.get("invalid_by_gold"))
+            m["confusion"], labels, f"{name}: confusion (rows gold)\n{sub}", pdir / f"confusion_{name}.png",
+            m.get("invalid_by_gold"), vmax=vmax)
     gen = {n: {lab: metrics["models"][n]["per_class"][lab]["recall"] for lab in labels}
            for n in GENERATING_MODELS if n in metrics["models"]}
     if gen:
         written["recall_per_class"] = plots.plot_recall(gen, labels, (paper_reference or {}).get("recall"),
-                                                        pdir / "recall_per_class.png")
+                                                        pdir / "recall_per_class.png", sub)
     runs = metrics.get("per_run") or [metrics]
     points = {n: [(r["models"][n]["mean_output_tokens"], r["models"][n]["accuracy"]) for r in runs
                   if n in r["models"]] for n in GENERATING_MODELS}
     refs = {n: metrics["models"][n]["accuracy"] for n in REFERENCE_MODELS if n in metrics["models"]}
-    written["accuracy_vs_tokens"] = plots.plot_accuracy_vs_tokens(points, refs, pdir / "accuracy_vs_tokens.png")
+    written["accuracy_vs_tokens"] = plots.plot_accuracy_vs_tokens(points, refs, pdir / "accuracy_vs_tokens.png", sub)
     return {k: p.relative_to(out_dir).as_posix() for k, p in written.items()}

@@ -86,3 +86,35 @@ def test_rerun_gives_identical_report_and_metrics_except_timing(tmp_path):
         first_json.append(json.dumps({k: v for k, v in metrics.items() if k != "timing"}))
     assert first_md[0] == first_md[1] and first_json[0] == first_json[1]
     assert "seconds" not in first_md[0].lower() and "second" not in first_json[0]
+
+
+def test_plots_share_one_colour_scale_keep_invalid_and_name_run_and_profile(tmp_path, monkeypatch):
+    from eval import plots
+
+    figs = {}
+    real_save = plots._save
+
+    def keep(fig, path):
+        figs[path.stem] = fig
+        return real_save(fig, path)
+
+    monkeypatch.setattr(plots.plt, "close", lambda fig: None)  # keep the figures open for inspection
+    monkeypatch.setattr(plots, "_save", keep)
+    run, _ = make_run(tmp_path / "myrun", b_right=0.95, r_right=0.2)
+    record(run)
+    run_evaluate([run], run, LABELS, PAPER)
+    climits = set()
+    for name in ("baseline", "reasoning", "majority", "tfidf_logreg"):
+        fig = figs[f"confusion_{name}"]
+        ax, bar = fig.axes  # the matrix and its colour bar
+        assert [t.get_text() for t in ax.get_xticklabels()][-1] == "[invalid]"
+        assert "run myrun, profile tiny" in ax.get_title()
+        climits.add(ax.images[0].get_clim())
+        assert bar.get_ylabel() == "examples"
+    assert climits == {(0, 20)}  # one scale: the largest cell of any model (majority's joy row)
+    ax = figs["recall_per_class"].axes[0]
+    values = [t.get_text() for t in ax.texts]
+    assert "0.00" in values and "1.00" in values  # every bar labelled, a zero bar too
+    assert min(p.get_height() for p in ax.patches) > 0  # a zero recall still shows a sliver
+    assert "run myrun, profile tiny" in ax.get_title()
+    assert "run myrun, profile tiny" in figs["accuracy_vs_tokens"].axes[0].get_title()
