@@ -1,8 +1,10 @@
 """Load the task's splits and the stage-1 reasoning set from any supported source.
 
-Sources: a Hugging Face hub id (via `datasets`), a local .jsonl/.csv/.parquet file,
-the `text;label` files of a --data-dir (e.g. ../shared/data/emotion), or the tiny
-profile's synthetic generator. Every row comes out as plain dicts with stable ids;
+Task sources, first match wins: the `text;label` files of a --data-dir (e.g.
+../shared/data/emotion); the task spec's own `files` (.csv/.jsonl/.parquet with named
+`columns`, label as name or index); the profile's `task_data.source` (the spec's `hub`
+dataset, or the tiny profile's synthetic generator). The reasoning set: a hub id or a
+local .jsonl/.csv/.parquet file. Every row comes out as plain dicts with stable ids;
 bad rows raise DataError naming file, line and field.
 """
 from __future__ import annotations
@@ -83,15 +85,15 @@ def read_hub(path: str, split: str, name: str | None = None) -> list[dict]:
     return [dict(r) for r in load_dataset(path, name, split=split)]
 
 
-def map_columns(rows: list[dict], columns: dict[str, str], source: str) -> list[dict]:
+def map_columns(rows: list[dict], columns: dict[str, str], source: str,
+                hint: str = "Map them in the profile (reasoning_set.columns).") -> list[dict]:
     """Rename source columns to our names; a missing one lists the columns the data has."""
     if not rows:
         raise DataError(f"{source}: no rows")
     have = [c for c in rows[0] if c != "_line"]
     missing = [src for src in columns.values() if src not in rows[0]]
     if missing:
-        raise DataError(f"{source}: column(s) {missing} not found; the data has columns {have}. "
-                        f"Map them in the profile (reasoning_set.columns).")
+        raise DataError(f"{source}: column(s) {missing} not found; the data has columns {have}. {hint}")
     out = []
     for row in rows:
         absent = [src for src in columns.values() if src not in row]
@@ -128,7 +130,15 @@ def load_reasoning_set(ctx: RunContext) -> list[dict]:
     return [{"id": f"rs-{i:06d}", **{k: v for k, v in r.items() if k != "_line"}} for i, r in enumerate(rows)]
 
 
+def task_columns(task: TaskSpec) -> dict[str, str]:
+    """{text: <column>, label: <column>} of the task's own files (default: columns named text and label)."""
+    return {"text": task.columns.get("text", "text"), "label": task.columns.get("label", "label")}
+
+
 def _normalise_label(value, task: TaskSpec, where: str) -> str:
+    """A label name, or its index in the spec's `labels` (a name wins when labels are themselves digits)."""
+    if isinstance(value, str) and value.strip() in task.labels:
+        return value.strip()
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     if isinstance(value, (int,)) and not isinstance(value, bool) and 0 <= value < len(task.labels):
@@ -143,6 +153,10 @@ def describe_source(ctx: RunContext) -> str:
     task, spec = ctx.task, ctx.profile["task_data"]
     if ctx.data_dir is not None:
         where = f"--data-dir {ctx.data_dir} ({', '.join(task.text_files.values())}, text;label lines)"
+    elif task.files:
+        cols = task_columns(task)
+        where = (f"{task.files['train']} (train), {task.files['test']} (test); columns text={cols['text']!r}, "
+                 f"label={cols['label']!r}")
     elif spec["source"] == "synthetic":
         return (f"synthetic (pipeline/synthetic.py, seed {ctx.profile.get('seed', 0)}): "
                 f"{spec['n_train']} train, {spec['n_test']} test rows")
@@ -170,6 +184,17 @@ def load_task_splits(ctx: RunContext) -> dict[str, list[dict]]:
         train, test = make_emotion_split(spec["n_train"], spec["n_test"], task.labels, seed=ctx.profile.get("seed", 0))
         splits = {"train": train, "test": test}
         limits = {}
+    elif task.files:
+        cols = task_columns(task)
+        for split, fname in task.files.items():
+            path = Path(fname)
+            if path.suffix not in TABLE_SUFFIXES:
+                raise DataError(f"{task.path}: field 'files.{split}': {path.name} is not one of {TABLE_SUFFIXES}")
+            read_text(path, f"task {task.name!r} {split} split")  # missing, a folder, not UTF-8: named here
+            rows = map_columns(read_table(path), cols, str(path),
+                               hint="Map them in the task spec (`columns: {text: ..., label: ...}`).")
+            splits[split] = [{**r, "_where": f"{path}:{r['_line']}"} for r in rows]
+        limits = {"train": spec.get("limit_train"), "test": spec.get("limit_test")}
     elif spec["source"] == "hub":
         hub = task.hub
         splits = {}
@@ -185,7 +210,8 @@ def load_task_splits(ctx: RunContext) -> dict[str, list[dict]]:
             rows = rows[: limits[split]]
         clean = []
         for i, row in enumerate(rows):
-            where = f"{split} split, row {i + 1}" if row.get("_line") is None else f"{ctx.data_dir / task.text_files[split]}:{row['_line']}"
+            where = row.get("_where") or (f"{split} split, row {i + 1}" if row.get("_line") is None
+                                          else f"{ctx.data_dir / task.text_files[split]}:{row['_line']}")
             text = row["text"]
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"{where}: field 'text' is empty")

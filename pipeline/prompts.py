@@ -4,9 +4,11 @@ Training sets (prepare, build-stage2), generation requests (generate) and
 classification requests (predict) all call these functions, so the words a model
 is trained on are the words it is asked with. Templates use StrictUndefined: a
 template that references an unknown field fails loudly instead of rendering "".
+A template name is a file in prompts/ or an absolute path (a task's own template).
 """
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,9 +20,19 @@ from pipeline.io import DataError
 CHAT_TEMPLATE = "chat_template.jinja"
 
 
+def template_file(name: str) -> Path:
+    """prompts/<name>, or `name` itself when it is an absolute path."""
+    return Path(os.path.normpath(PROMPTS_DIR / name))
+
+
+def _load(name: str):
+    path = template_file(name)
+    return (path.read_text(encoding="utf-8"), str(path), lambda: False) if path.is_file() else None
+
+
 @lru_cache(maxsize=1)
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(PROMPTS_DIR), undefined=jinja2.StrictUndefined,
+    return jinja2.Environment(loader=jinja2.FunctionLoader(_load), undefined=jinja2.StrictUndefined,
                               keep_trailing_newline=False, autoescape=False)
 
 
@@ -28,7 +40,7 @@ def render(name: str, **fields) -> str:
     try:
         return _env().get_template(name).render(**fields).strip()
     except jinja2.UndefinedError as e:
-        raise DataError(f"{PROMPTS_DIR / name}: {e.message}; fields given: {sorted(fields)}") from None
+        raise DataError(f"{template_file(name)}: {e.message}; fields given: {sorted(fields)}") from None
 
 
 def chat_template() -> str:
@@ -38,8 +50,8 @@ def chat_template() -> str:
 
 def template_paths(task: TaskSpec) -> list[Path]:
     names = [CHAT_TEMPLATE, task.question_template, "stage1_user.jinja", "stage1_assistant.jinja",
-             "stage2_assistant.jinja", "baseline_assistant.jinja"]
-    return [PROMPTS_DIR / n for n in names]
+             task.templates["stage2_assistant"], task.templates["baseline_assistant"]]
+    return [template_file(n) for n in names]
 
 
 def question(task: TaskSpec, text: str) -> str:
@@ -67,9 +79,10 @@ def classify_messages(task: TaskSpec, text: str, answer: str | None = None) -> l
     return msgs
 
 
-def stage2_answer(reasoning: str, label: str) -> str:
-    return render("stage2_assistant.jinja", reasoning=reasoning, label=label)
+def stage2_answer(task: TaskSpec, reasoning: str, label: str) -> str:
+    """Reasoning, then the answer line `{answer_prefix} {label}` that parse_label reads."""
+    return render(task.templates["stage2_assistant"], reasoning=reasoning, label=label, answer_prefix=task.answer_prefix)
 
 
-def baseline_answer(label: str) -> str:
-    return render("baseline_assistant.jinja", label=label)
+def baseline_answer(task: TaskSpec, label: str) -> str:
+    return render(task.templates["baseline_assistant"], label=label, answer_prefix=task.answer_prefix)

@@ -52,10 +52,11 @@ def run_stages(ctx: RunContext, names: list[str], force: set[str] = frozenset(),
             st = STAGES[name]
             for dep in st.deps:
                 if not manifest.is_fresh(dep, fps[dep], STAGES[dep].outputs(ctx)):
-                    raise DataError(f"stage {name!r} needs stage {dep!r} finished with the current configuration; "
-                                    f"run `python orchestrate.py {dep}` (or `all`) first")
+                    raise DataError(f"stage {name!r} needs stage {dep!r} finished with the current configuration in "
+                                    f"{ctx.run_dir}; run `{ctx.command(dep)}` (or `{ctx.command('all')}`) first")
             if name not in force and manifest.is_fresh(name, fps[name], st.outputs(ctx)):
-                print(f"[{name}] up to date, skipped (use --force or --from {name} to rerun)")
+                again = ctx.command("all", "--from", name) if len(names) > 1 else ctx.command(name, "--force")
+                print(f"[{name}] up to date, skipped (to rerun it: {again})")
                 continue
             old = manifest.stage(name).get("fingerprint")
             if name in force or (old and old != fps[name]):

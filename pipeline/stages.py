@@ -30,7 +30,7 @@ def prepare(ctx: RunContext) -> dict:
         from pipeline.synthetic import tokenizer_corpus
         from pipeline.tiny_model import build_tiny_model
 
-        build_tiny_model(ctx.base_model_dir, tokenizer_corpus(ctx.task.labels), **ctx.profile["tiny_model"])
+        build_tiny_model(ctx.base_model_dir, tokenizer_corpus(ctx.task.labels, ctx.task.answer_prefix), **ctx.profile["tiny_model"])
         info["base_model"] = str(ctx.base_model_dir)
     splits = load_task_splits(ctx)
     info["source"] = describe_source(ctx)
@@ -151,11 +151,11 @@ def build_stage2(ctx: RunContext) -> dict:
     task = ctx.task
     reasonings = read_jsonl(ctx.generations / "reasonings.jsonl")
     atomic_write_jsonl(ctx.train_set("stage2"), (
-        {"id": r["id"], "messages": prompts.classify_messages(task, r["text"], prompts.stage2_answer(r["reasoning"], r["label"]))}
+        {"id": r["id"], "messages": prompts.classify_messages(task, r["text"], prompts.stage2_answer(task, r["reasoning"], r["label"]))}
         for r in reasonings))
     train = read_jsonl(ctx.task_split("train"))
     atomic_write_jsonl(ctx.train_set("baseline"), (
-        {"id": r["id"], "messages": prompts.classify_messages(task, r["text"], prompts.baseline_answer(r["label"]))}
+        {"id": r["id"], "messages": prompts.classify_messages(task, r["text"], prompts.baseline_answer(task, r["label"]))}
         for r in train))
     return {"stage2_rows": len(reasonings), "baseline_rows": len(train)}
 
@@ -223,7 +223,7 @@ class Stage:
 
 def _data_files(ctx: RunContext) -> list[Path]:
     if ctx.data_dir is None:
-        return []
+        return [Path(f) for f in ctx.task.files.values()]
     return [ctx.data_dir / f for f in ctx.task.text_files.values()]
 
 

@@ -140,16 +140,6 @@ def test_every_template_the_task_uses_is_rendered(tmp_path, monkeypatch, name, b
     assert f"{prompts_dir / name}:{line}: " in str(e.value) and fragment in str(e.value)
 
 
-def test_a_template_pipeline_prompts_cannot_load_is_reported(tmp_path):
-    spec = tmp_path / "task.yml"
-    data = yaml.safe_load((ROOT / "tasks" / "emotion.yml").read_text())
-    shutil.copy(ROOT / "prompts" / "emotion_question.jinja", tmp_path / "q.jinja")
-    data["question_template"] = os.path.relpath(tmp_path / "q.jinja", ROOT / "prompts")
-    spec.write_text(yaml.safe_dump(data))
-    with pytest.raises(DataError, match=r"task\.yml: question_template .* cannot be loaded by pipeline/prompts\.py"):
-        templates.check_templates(TaskSpec.load(str(spec)), {"text": "i feel fine", "label": "joy"})
-
-
 def test_prepared_split_with_duplicate_ids_is_reported(tmp_path):
     ctx = ctx_for(tmp_path)
     path = ctx.task_split("train")

@@ -65,8 +65,8 @@ def check_templates(task: TaskSpec, row: dict) -> None:
     """Render every template the task uses with the fields pipeline/prompts.py gives it, on `row`.
 
     Mirrors pipeline/prompts.py: question_template(text, labels); stage1_user(question,
-    answer); stage1_assistant(reasoning); stage2_assistant(reasoning, label);
-    baseline_assistant(label); the chat template as transformers/vLLM render it.
+    answer); stage1_assistant(reasoning); stage2_assistant(reasoning, label, answer_prefix);
+    baseline_assistant(label, answer_prefix); the chat template as transformers/vLLM render it.
     """
     from pipeline import prompts
 
@@ -75,22 +75,27 @@ def check_templates(task: TaskSpec, row: dict) -> None:
     question = _render(env, task.question_template, {"text": row["text"], "labels": task.labels})
     user1 = _render(env, "stage1_user.jinja", {"question": question, "answer": label})
     assistant1 = _render(env, "stage1_assistant.jinja", {"reasoning": SAMPLE_REASONING})
-    stage2 = _render(env, "stage2_assistant.jinja", {"reasoning": SAMPLE_REASONING, "label": label})
-    baseline = _render(env, "baseline_assistant.jinja", {"label": label})
+    prefix = task.answer_prefix
+    stage2 = _render(env, task.templates["stage2_assistant"],
+                     {"reasoning": SAMPLE_REASONING, "label": label, "answer_prefix": prefix})
+    baseline = _render(env, task.templates["baseline_assistant"], {"label": label, "answer_prefix": prefix})
+    _answer_line_parses(task, stage2, baseline, label)
     for messages, gen_prompt in (([("user", user1), ("assistant", assistant1)], False), ([("user", user1)], True),
                                  ([("user", question), ("assistant", stage2)], False),
                                  ([("user", question), ("assistant", baseline)], False), ([("user", question)], True)):
         _render(env, prompts.CHAT_TEMPLATE, _chat_fields([{"role": r, "content": c} for r, c in messages], gen_prompt))
-    # pipeline.prompts loads by name from prompts/ (jinja's FileSystemLoader): a name it cannot load
-    # (e.g. with '..') would only fail mid-stage.
-    import jinja2
 
-    for path in prompts.template_paths(task):
-        try:
-            prompts._env().get_template(path.relative_to(prompts.PROMPTS_DIR).as_posix())
-        except (jinja2.TemplateNotFound, ValueError):
-            raise DataError(f"{task.path}: question_template {task.question_template!r} cannot be loaded by "
-                            f"pipeline/prompts.py; put the template in {PROMPTS_DIR} and give its file name") from None
+
+def _answer_line_parses(task: TaskSpec, stage2: str, baseline: str, label: str) -> None:
+    """The answers the models are trained on must give back their label through parse_label with the
+    spec's answer_prefix; otherwise every prediction would be counted invalid."""
+    from postprocess.labels import parse_label
+
+    for role, text in (("stage2_assistant", stage2), ("baseline_assistant", baseline)):
+        if parse_label(text, task.labels, task.answer_prefix) != label:
+            raise DataError(f"{_template_path(task.templates[role])}: renders {text[-80:]!r}, from which the label "
+                            f"parser (answer_prefix {task.answer_prefix!r} from {task.path}) cannot read {label!r}; "
+                            f"end the template with `{{{{ answer_prefix }}}} {{{{ label }}}}`")
 
 
 def _chat_fields(messages: list[dict], add_generation_prompt: bool, special: dict | None = None) -> dict:
@@ -170,7 +175,7 @@ def check_lengths(ctx: RunContext, rows: dict[str, list[dict]]) -> None:
     seq_which = min((w for w in seq if seq[w]), key=lambda w: seq[w], default=None)
     budgets = []  # (which split, overhead tokens, limit, what it is)
     if seq_which:
-        over = count([chat(prompts.classify_messages(task, "", prompts.baseline_answer(longest)), False)])[0]
+        over = count([chat(prompts.classify_messages(task, "", prompts.baseline_answer(task, longest)), False)])[0]
         budgets.append(("train", over, seq[seq_which],
                         f"the baseline/stage-2 training row (prompt + answer) must fit sequence_len {seq[seq_which]} "
                         f"(axolotl_configs/{seq_which}.yml with the profile's train.axolotl)",
