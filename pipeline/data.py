@@ -178,12 +178,6 @@ def load_task_splits(ctx: RunContext) -> dict[str, list[dict]]:
                 raise DataError(f"{path}: missing (task {task.name!r} expects {fname} in --data-dir)")
             splits[split] = read_text_label_file(path, task.labels, spec=task.path)
         limits = {"train": spec.get("limit_train"), "test": spec.get("limit_test")}
-    elif spec["source"] == "synthetic":
-        from pipeline.synthetic import make_emotion_split
-
-        train, test = make_emotion_split(spec["n_train"], spec["n_test"], task.labels, seed=ctx.profile.get("seed", 0))
-        splits = {"train": train, "test": test}
-        limits = {}
     elif task.files:
         cols = task_columns(task)
         for split, fname in task.files.items():
@@ -195,6 +189,12 @@ def load_task_splits(ctx: RunContext) -> dict[str, list[dict]]:
                                hint="Map them in the task spec (`columns: {text: ..., label: ...}`).")
             splits[split] = [{**r, "_where": f"{path}:{r['_line']}"} for r in rows]
         limits = {"train": spec.get("limit_train"), "test": spec.get("limit_test")}
+    elif spec["source"] == "synthetic":
+        from pipeline.synthetic import make_emotion_split
+
+        train, test = make_emotion_split(spec["n_train"], spec["n_test"], task.labels, seed=ctx.profile.get("seed", 0))
+        splits = {"train": train, "test": test}
+        limits = {}
     elif spec["source"] == "hub":
         hub = task.hub
         splits = {}
