@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         profile = load_profile(args.profile)
         ctx = RunContext(profile, load_task(args.task), args.run_dir or f"runs/{profile['name']}",
-                         data_dir=args.data_dir, backend=args.backend, gpus=args.gpus)
+                         data_dir=args.data_dir, backend=args.backend, gpus=args.gpus, profile_source=args.profile)
         if args.command == "plan":
             from pipeline.plan import estimate, render
 

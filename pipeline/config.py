@@ -148,6 +148,7 @@ class RunContext:
     data_dir: Path | None = None
     backend: str | None = None          # CLI override of profile.generation.backend
     gpus: int | None = None             # CLI override of profile.train.gpus
+    profile_source: str | None = None   # --profile as given (a name or a .yml path), for the hints
 
     def __post_init__(self):
         self.run_dir = Path(self.run_dir).resolve()
@@ -209,7 +210,10 @@ class RunContext:
             r = os.path.relpath(p)
             return shlex.quote(str(p) if r.startswith("..") else r)
 
-        parts = [rel(sys.executable), rel(ROOT / "orchestrate.py"), stage, "--profile", self.profile["name"],
+        profile = self.profile_source or self.profile["name"]
+        if Path(profile).suffix:
+            profile = rel(Path(profile).resolve())
+        parts = [rel(sys.executable), rel(ROOT / "orchestrate.py"), stage, "--profile", profile,
                  "--run-dir", rel(self.run_dir)]
         if self.task.path is not None and self.task.path != (TASKS_DIR / f"{self.task.name}.yml").resolve():
             parts += ["--task", rel(self.task.path)]

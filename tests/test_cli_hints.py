@@ -28,27 +28,35 @@ def test_missing_dependency_names_this_runs_dir_and_profile(tmp_path, capsys):
         assert args.command in ("train-stage2", "all")
 
 
-def test_skip_hint_reruns_evaluate_and_the_report_is_identical(tiny_run):
-    before_md = (tiny_run / "report.md").read_text()
-    before = json.loads((tiny_run / "metrics.json").read_text())
-    out = run_cli("evaluate", "--profile", "tiny", "--run-dir", str(tiny_run)).stdout
+def _cli_args(task_dir, run) -> list[str]:
+    return ["--profile", str(ROOT / "tests" / "helpers" / "tiny_fast.yml"), "--task", str(task_dir / "task.yml"),
+            "--run-dir", str(run)]
+
+
+def test_skip_hint_reruns_evaluate_and_the_report_is_identical(own_task_run):
+    task_dir, run, _ = own_task_run
+    before_md = (run / "report.md").read_text()
+    before = json.loads((run / "metrics.json").read_text())
+    out = run_cli("evaluate", *_cli_args(task_dir, run)).stdout
     (argv,) = _hinted(out)
     assert argv[2] == "evaluate" and "--force" in argv and "--from" not in argv
     again = subprocess.run(argv, cwd=ROOT, text=True, capture_output=True, timeout=600)
     assert again.returncode == 0 and "[evaluate] running" in again.stdout, again.stdout + again.stderr
-    after_md = (tiny_run / "report.md").read_text()
-    after = json.loads((tiny_run / "metrics.json").read_text())
+    after_md = (run / "report.md").read_text()
+    after = json.loads((run / "metrics.json").read_text())
     cut = "## Timing (not reproducible)"
     assert after_md.split(cut)[0] == before_md.split(cut)[0]
     assert {k: v for k, v in after.items() if k != "timing"} == {k: v for k, v in before.items() if k != "timing"}
     assert json.dumps(after)[:json.dumps(after).index('"timing"')] == json.dumps(before)[:json.dumps(before).index('"timing"')]
-    assert after["run"]["profile"] == "tiny" and after["run"]["sizes"]["test"] == before["models"]["baseline"]["n"]
+    assert after["run"]["sizes"]["test"] == before["models"]["baseline"]["n"]
 
 
-def test_all_skip_hint_uses_from(tiny_run):
-    out = run_cli("all", "--profile", "tiny", "--run-dir", str(tiny_run)).stdout
+def test_all_skip_hint_uses_from(own_task_run):
+    task_dir, run, _ = own_task_run
+    out = run_cli("all", *_cli_args(task_dir, run)).stdout
     hints = _hinted(out)
-    assert hints and all(a[2] == "all" and a[a.index("--from") + 1] for a in hints)
+    assert len(hints) == 8
     for argv in hints:
         args = orchestrate.build_parser().parse_args(argv[2:])
-        assert args.run_dir == str(tiny_run) and args.from_stage in out
+        assert args.command == "all" and args.from_stage and f"[{args.from_stage}] up to date" in out
+        assert args.task == str(task_dir / "task.yml") and (ROOT / args.profile).resolve() == ROOT / "tests" / "helpers" / "tiny_fast.yml"

@@ -10,21 +10,8 @@ import pytest
 from pipeline.config import ROOT, TaskSpec
 from pipeline.io import DataError, read_jsonl
 from postprocess.labels import parse_label
-from tests.conftest import orchestrate
 
 EXAMPLE = ROOT / "examples" / "own_task"
-FAST = ROOT / "tests" / "helpers" / "tiny_fast.yml"
-
-
-@pytest.fixture(scope="module")
-def own_run(tmp_path_factory):
-    """The README's walkthrough: copy examples/own_task to a folder of one's own and run `all` on it."""
-    task_dir = tmp_path_factory.mktemp("my-task")
-    for f in EXAMPLE.iterdir():
-        shutil.copy(f, task_dir / f.name)
-    run = tmp_path_factory.mktemp("runs") / "reviews"
-    out = orchestrate("all", "--profile", str(FAST), "--task", str(task_dir / "task.yml"), "--run-dir", str(run)).stdout
-    return task_dir, run, out
 
 
 def test_spec_outside_the_project_resolves_its_own_files(tmp_path):
@@ -39,8 +26,8 @@ def test_spec_outside_the_project_resolves_its_own_files(tmp_path):
         TaskSpec.load(str(tmp_path / "task.yml"))
 
 
-def test_own_csv_task_with_answer_prefix_end_to_end(own_run):
-    task_dir, run, out = own_run
+def test_own_csv_task_with_answer_prefix_end_to_end(own_task_run):
+    task_dir, run, out = own_task_run
     metrics = json.loads((run / "metrics.json").read_text())
     info = metrics["run"]
     assert info["task"] == "reviews" and info["task_spec"] == str(task_dir / "task.yml")
