@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """One CLI over the pipeline's stages (see pipeline/stages.py):
 
-    python orchestrate.py all --profile tiny --run-dir runs/tiny
-    python orchestrate.py generate --profile paper --shard 0/4
+    .venv/bin/python orchestrate.py all --profile tiny --run-dir runs/tiny
+    .venv/bin/python orchestrate.py generate --profile paper --shard 0/4
 
 Every stage reads its inputs from the run directory and writes its outputs there;
 `all` runs them in order and skips those already up to date (see the manifest).
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--profile", default="paper", help="profiles/<name>.yml: paper (default) or tiny")
     common.add_argument("--run-dir", help="run directory (default: runs/<profile>)")
-    common.add_argument("--task", default="emotion", help="tasks/<name>.yml (default: emotion)")
+    common.add_argument("--task", default="emotion", help="tasks/<name>.yml, or the path of your own task.yml (default: emotion)")
     common.add_argument("--data-dir", help="folder with the task's text files, e.g. ../shared/data/emotion")
     common.add_argument("--backend", choices=["auto", "vllm", "transformers"],
                         help="generation backend (default: the profile's, auto)")
