@@ -79,8 +79,9 @@ def plot_recall(recalls: dict[str, dict[str, float]], labels: Sequence[str],
     ax.set_xticks(x, list(labels))
     ax.set_ylim(0, 1.12)
     ax.set_ylabel("recall")
-    ax.set_title("Per-class recall (diamonds: paper's reported values)" + (f"\n{subtitle}" if subtitle else ""),
-                 fontsize=10)
+    has_paper = any((paper_recall or {}).get(lab) for lab in labels)
+    ax.set_title("Per-class recall" + (" (diamonds: paper's reported values)" if has_paper else "")
+                 + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=4, frameon=False)
     return _save(fig, path)
 

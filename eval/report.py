@@ -281,7 +281,8 @@ def render_report(metrics: dict, tables: dict[str, pd.DataFrame], plots: dict[st
             out += [f"![confusion {name}]({plots[f'confusion_{name}']})", ""]
     out += ["## Plots", ""]
     if "recall_per_class" in plots:
-        out += ["Per-class recall of both models, the paper's values as diamonds:", "",
+        paper_marks = ", the paper's values as diamonds" if (metrics.get("paper_reference") or {}).get("recall") else ""
+        out += [f"Per-class recall of both models{paper_marks}:", "",
                 f"![per-class recall]({plots['recall_per_class']})", ""]
     if "accuracy_vs_tokens" in plots:
         out += ["Accuracy vs generated tokens per example:", "",
