@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--profile", default="paper", help="profiles/<name>.yml: paper (default) or tiny")
     common.add_argument("--run-dir", help="run directory (default: runs/<profile>)")
-    common.add_argument("--task", default="emotion", help="tasks/<name>.yml (default: emotion)")
+    common.add_argument("--task", default="emotion", help="tasks/<name>.yml, or the path of your own task.yml (default: emotion)")
     common.add_argument("--data-dir", help="folder with the task's text files, e.g. ../shared/data/emotion")
     common.add_argument("--backend", choices=["auto", "vllm", "transformers"],
                         help="generation backend (default: the profile's, auto)")
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         profile = load_profile(args.profile)
         ctx = RunContext(profile, TaskSpec.load(args.task), args.run_dir or f"runs/{profile['name']}",
-                         data_dir=args.data_dir, backend=args.backend, gpus=args.gpus)
+                         data_dir=args.data_dir, backend=args.backend, gpus=args.gpus, profile_source=args.profile)
         if args.command == "plan":
             from pipeline.plan import estimate, render
 

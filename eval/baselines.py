@@ -67,7 +67,7 @@ def run_reference_baselines(train_rows: Sequence[dict], test_rows: Sequence[dict
     t1 = time.perf_counter()
     out["majority"] = {"pred": pred, "train_seconds": t1 - t0, "seconds_per_example": (t1 - t0) / n}
 
-    # Fit and predict timed separately: the latency table wants per-example inference cost.
+    # Fit and predict timed separately: the timing table shows prediction cost per example and fit time.
     t0 = time.perf_counter()
     if len(set(train_labels)) < 2:  # logistic regression cannot fit one class; it is the majority then
         t1 = time.perf_counter()

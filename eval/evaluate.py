@@ -1,10 +1,14 @@
 """Entry point of the evaluate stage: run directories in, metrics.json + report.md + CSV + plots out.
 
-The lead's `orchestrate.py evaluate` calls `run_evaluate`. Each run directory is evaluated on its
+`orchestrate.py evaluate` calls `run_evaluate`. Each run directory is evaluated on its
 own (models, reference baselines, baseline-vs-reasoning tests, the paper side by side). With
 several runs (seeds) the top-level numbers are pooled over runs and `aggregate` gives the mean and
 spread across runs, because one seed's difference can be luck; `per_run` keeps every run's own
 numbers and tests. Nothing in a run directory is modified unless it is also `out_dir`.
+
+Everything except the `timing` block is a function of the run directories' files: rerunning
+`evaluate` rewrites report.md and metrics.json byte for byte. Wall-clock figures (which change
+with the machine's load) live only in `timing` and the report's "Timing (not reproducible)".
 """
 from __future__ import annotations
 
@@ -14,13 +18,13 @@ from typing import Sequence
 
 import numpy as np
 
-from eval import plots, report
+from eval import plots, provenance, report
 from eval.baselines import REFERENCE_MODELS
 from eval.metrics import model_metrics
 from eval.runs import GENERATING_MODELS, load_run, paired, pool_runs
 from eval.stats import ALPHA, binomial_vs_reference, holm, mcnemar_test, paired_bootstrap_ci
 from eval.training import run_data_facts, training_summary
-from pipeline.io import atomic_write_json, atomic_write_text
+from pipeline.io import atomic_write_json, atomic_write_text, read_json
 
 N_BOOT = 10_000
 BOOT_SEED = 0
@@ -28,8 +32,13 @@ BOOT_SEED = 0
 
 # ---------------------------------------------------------------- analysis
 
-def _model_entry(s: dict, labels: Sequence[str], kind: str) -> dict:
-    """model_metrics plus the latency-benefit figure (accuracy per second of compute per example)."""
+def _model_entry(s: dict, labels: Sequence[str], kind: str) -> tuple[dict, dict]:
+    """model_metrics split into the reproducible part and its wall-clock part (the timing block).
+
+    Generating models: the seconds of a prediction row are its chunk's wall time divided by the
+    chunk's size (one batched engine call), so their mean is batched throughput, not latency.
+    Reference baselines: the CPU wall time of predicting the whole test set divided by its size.
+    """
     m = model_metrics(s["gold"], s["pred"], labels, s["output_tokens"], s["seconds"])
     reasons = s.get("finish_reason") or []
     if reasons and all(r is not None for r in reasons):
@@ -39,10 +48,12 @@ def _model_entry(s: dict, labels: Sequence[str], kind: str) -> dict:
         m["cut_off"] = int(sum(cut))
         m["invalid_cut_off"] = int(sum(c and i for c, i in zip(cut, invalid)))
         m["invalid_malformed"] = int(sum(i and not c for c, i in zip(cut, invalid)))
-    spe = m["seconds_per_example"]
-    m["accuracy_per_second"] = (m["accuracy"] / spe) if spe and spe > 0 and not math.isnan(m["accuracy"]) else None
+    spe = m.pop("seconds_per_example")
     m["kind"] = kind
-    return m
+    what = ("CPU prediction of the whole test set / n" if kind == "reference"
+            else "batched generation: chunk wall time / examples in the chunk (throughput, not latency)")
+    timing = {"wall_seconds_per_example": spe, "examples_per_second": (1.0 / spe) if spe else None, "measured": what}
+    return m, timing
 
 
 def compare(pair: dict, labels: Sequence[str], a: str, b: str, cluster: bool = False) -> dict:
@@ -111,10 +122,10 @@ def paper_comparison(models: dict, paper_reference: dict | None, labels: Sequenc
 def analyse(series: dict[str, dict], extras: dict[str, dict], labels: Sequence[str],
             paper_reference: dict | None, pairs: dict | None = None, cluster: bool = False) -> dict:
     """Models, comparisons and the paper table for one run (or for runs pooled into one series)."""
-    models = {}
+    models, timing = {}, {}
     for name, s in series.items():
-        models[name] = _model_entry(s, labels, "reference" if name in REFERENCE_MODELS else "generating")
-        models[name].update(extras.get(name, {}))
+        models[name], timing[name] = _model_entry(s, labels, "reference" if name in REFERENCE_MODELS else "generating")
+        timing[name].update(extras.get(name, {}))
     comparisons = []
     if pairs is not None:
         pair = pairs.get("baseline:reasoning")
@@ -125,7 +136,7 @@ def analyse(series: dict[str, dict], extras: dict[str, dict], labels: Sequence[s
     if pair is not None and len(pair["gold"]):
         comparisons.append(compare(pair, labels, "baseline", "reasoning", cluster=cluster))
     return {"models": models, "comparisons": comparisons,
-            "paper_comparison": paper_comparison(models, paper_reference, list(labels))}
+            "paper_comparison": paper_comparison(models, paper_reference, list(labels)), "timing": timing}
 
 
 def _spread(values: list[float]) -> dict:
@@ -144,8 +155,7 @@ def aggregate(per_run: list[dict], labels: Sequence[str]) -> dict:
     for name in names:
         ms = [r["models"][name] for r in per_run if name in r["models"]]
         entry = {k: _spread([m[k] for m in ms]) for k in
-                 ("accuracy", "macro_f1", "invalid", "mean_output_tokens", "seconds_per_example",
-                  "accuracy_per_second")}
+                 ("accuracy", "macro_f1", "invalid", "mean_output_tokens")}
         entry["per_class"] = {lab: {k: _spread([m["per_class"][lab][k] for m in ms]) for k in ("recall", "f1")}
                               for lab in labels}
         out[name] = entry
@@ -187,7 +197,8 @@ def run_evaluate(run_dirs: list[Path], out_dir: Path, labels: list[str], paper_r
         notes += run_notes
     per_run = []
     for rd, (series, extras) in zip(run_dirs, loaded):
-        per_run.append({"run": str(rd), **analyse(series, extras, labels, paper_reference),
+        per_run.append({"run": str(rd), "info": provenance.run_info(Path(rd)),
+                        **analyse(series, extras, labels, paper_reference),
                         "training": training_summary(rd), "data": run_data_facts(rd)})
         if "baseline" in series and "reasoning" in series and not per_run[-1]["comparisons"]:
             notes.append(f"{rd}: baseline and reasoning predictions share no id; no comparison for this run")
@@ -202,15 +213,19 @@ def run_evaluate(run_dirs: list[Path], out_dir: Path, labels: list[str], paper_r
         notes.append(f"Top-level numbers pool {len(loaded)} runs; the bootstrap resamples examples with all "
                      f"their runs, but pooled McNemar/binomial p-values treat runs as independent and are "
                      f"optimistic: rely on the per-run tests and the spread across runs.")
-    metrics = {"labels": labels, "runs": [str(r) for r in run_dirs], "n_runs": len(run_dirs),
-               "training": training, "data": per_run[0]["data"],
-               "models": top["models"], "comparisons": top["comparisons"],
+    run = per_run[0]["info"]
+    warn = [f"{r['run']}: {n}" if len(per_run) > 1 else n
+            for r in per_run for n in provenance.notices(r["info"], r["models"], paper_reference)]
+    metrics = {"run": run, "labels": labels, "runs": [str(r) for r in run_dirs], "n_runs": len(run_dirs),
+               "notices": warn, "training": training, "data": per_run[0]["data"], "models": top["models"], "comparisons": top["comparisons"],
                "paper_reference": paper_reference, "paper_comparison": top["paper_comparison"],
                "bootstrap": {"n_boot": N_BOOT, "seed": BOOT_SEED, "level": 0.95}, "alpha": ALPHA,
                "notes": notes}
     if len(per_run) > 1:
         metrics["aggregate"] = aggregate(per_run, labels)
-        metrics["per_run"] = per_run
+        metrics["per_run"] = [{k: v for k, v in r.items() if k != "timing"} for r in per_run]
+    metrics["timing"] = {"not_reproducible": "wall-clock seconds; they change with the machine and its load",
+                         "models": top["timing"], "stages": _stage_seconds(run_dirs)}
     metrics = _clean(metrics)
 
     plot_paths = _write_plots(metrics, labels, paper_reference, out_dir)
@@ -232,22 +247,44 @@ def _controlled(per_run: list[dict]) -> dict:
             "per_run": {r["run"]: r["training"]["models"] for r in per_run}}
 
 
+def _stage_seconds(run_dirs: list[Path]) -> dict:
+    """{run dir: {stage: wall seconds}} as the manifests record them."""
+    out = {}
+    for rd in run_dirs:
+        path = Path(rd) / "manifest.json"
+        stages = (read_json(path).get("stages") or {}) if path.exists() else {}
+        out[str(rd)] = {name: rec.get("seconds") for name, rec in stages.items() if rec.get("seconds") is not None}
+    return out
+
+
+def _subtitle(metrics: dict) -> str:
+    """Which run(s) and profile a figure shows, for its title."""
+    if metrics.get("per_run"):
+        profiles = sorted({str(r["info"].get("profile")) for r in metrics["per_run"]})
+        return f"{metrics['n_runs']} runs pooled, profile {', '.join(profiles)}"
+    run = metrics.get("run") or {}
+    return f"run {Path(run.get('run_dir') or metrics['runs'][0]).name}, profile {run.get('profile') or '?'}"
+
+
 def _write_plots(metrics: dict, labels: list[str], paper_reference: dict | None, out_dir: Path) -> dict[str, str]:
     """Draw every figure into out_dir/plots; returns {figure name: path relative to out_dir}."""
     pdir = out_dir / "plots"
+    sub = _subtitle(metrics)
     written: dict[str, Path] = {}
+    vmax = max((max(max(map(max, m["confusion"]), default=0), max(m["invalid_by_gold"], default=0))
+                for m in metrics["models"].values()), default=1)
     for name, m in metrics["models"].items():
         written[f"confusion_{name}"] = plots.plot_confusion(
-            m["confusion"], labels, f"{name}: confusion (rows gold)", pdir / f"confusion_{name}.png",
-            m.get("invalid_by_gold"))
+            m["confusion"], labels, f"{name}: confusion (rows gold)\n{sub}", pdir / f"confusion_{name}.png",
+            m.get("invalid_by_gold"), vmax=vmax)
     gen = {n: {lab: metrics["models"][n]["per_class"][lab]["recall"] for lab in labels}
            for n in GENERATING_MODELS if n in metrics["models"]}
     if gen:
         written["recall_per_class"] = plots.plot_recall(gen, labels, (paper_reference or {}).get("recall"),
-                                                        pdir / "recall_per_class.png")
+                                                        pdir / "recall_per_class.png", sub)
     runs = metrics.get("per_run") or [metrics]
     points = {n: [(r["models"][n]["mean_output_tokens"], r["models"][n]["accuracy"]) for r in runs
                   if n in r["models"]] for n in GENERATING_MODELS}
     refs = {n: metrics["models"][n]["accuracy"] for n in REFERENCE_MODELS if n in metrics["models"]}
-    written["accuracy_vs_tokens"] = plots.plot_accuracy_vs_tokens(points, refs, pdir / "accuracy_vs_tokens.png")
+    written["accuracy_vs_tokens"] = plots.plot_accuracy_vs_tokens(points, refs, pdir / "accuracy_vs_tokens.png", sub)
     return {k: p.relative_to(out_dir).as_posix() for k, p in written.items()}

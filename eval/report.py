@@ -55,7 +55,8 @@ def build_tables(metrics: dict) -> dict[str, pd.DataFrame]:
     t["models"] = pd.DataFrame([
         {"model": n, "kind": m["kind"], "n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
          "invalid": m["invalid"], "cut_off": m.get("cut_off"), "invalid_cut_off": m.get("invalid_cut_off"),
-         "invalid_malformed": m.get("invalid_malformed")} for n, m in models.items()])
+         "invalid_malformed": m.get("invalid_malformed"), "mean_output_tokens": m["mean_output_tokens"]}
+        for n, m in models.items()])
     t["training"] = _training_table(metrics.get("training") or {})
     t["per_class"] = pd.DataFrame([
         {"model": n, "class": lab, **m["per_class"][lab]} for n, m in models.items() for lab in labels])
@@ -65,12 +66,17 @@ def build_tables(metrics: dict) -> dict[str, pd.DataFrame]:
             rows.append({"gold": lab, **dict(zip(labels, row)), "[invalid]": inv})
         t[f"confusion_{n}"] = pd.DataFrame(rows)
     t["reference_baselines"] = pd.DataFrame([
-        {"model": n, "n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-         "train_seconds": m.get("train_seconds"), "seconds_per_example": m["seconds_per_example"]}
+        {"model": n, "n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
         for n, m in models.items() if m["kind"] == "reference"])
-    t["latency"] = pd.DataFrame([
-        {"model": n, "mean_output_tokens": m["mean_output_tokens"], "seconds_per_example": m["seconds_per_example"],
-         "accuracy": m["accuracy"], "accuracy_per_second": m["accuracy_per_second"]} for n, m in models.items()])
+    timing = metrics.get("timing") or {}
+    t["timing"] = pd.DataFrame([
+        {"model": n, "wall_seconds_per_example": x["wall_seconds_per_example"],
+         "examples_per_second": x["examples_per_second"], "train_seconds": x.get("train_seconds"),
+         "measured": x["measured"]} for n, x in (timing.get("models") or {}).items()],
+        columns=["model", "wall_seconds_per_example", "examples_per_second", "train_seconds", "measured"])
+    t["stage_seconds"] = pd.DataFrame([
+        {"run": rd, "stage": st, "wall_seconds": sec} for rd, stages in (timing.get("stages") or {}).items()
+        for st, sec in stages.items()], columns=["run", "stage", "wall_seconds"])
     c = _pc(metrics)
     if c:
         t["comparison"] = pd.DataFrame([{
@@ -173,7 +179,7 @@ def _aggregate_table(agg: dict, labels: list[str]) -> pd.DataFrame:
         if name == "comparison":
             rows.append({"model": f"{entry['b']} - {entry['a']}", "metric": "acc_diff", **entry["acc_diff"]})
             continue
-        for metric in ("accuracy", "macro_f1", "invalid", "mean_output_tokens", "seconds_per_example"):
+        for metric in ("accuracy", "macro_f1", "invalid", "mean_output_tokens"):
             rows.append({"model": name, "metric": metric, **entry[metric]})
         for lab in labels:
             rows.append({"model": name, "metric": f"recall {lab}", **entry["per_class"][lab]["recall"]})
@@ -228,14 +234,54 @@ def _summary(metrics: dict) -> list[str]:
     return lines
 
 
+def _versions(info: dict) -> str:
+    pk = info.get("packages") or {}
+    parts = [f"python {info['python']}"] if info.get("python") else []
+    return ", ".join(parts + [f"{k} {v}" for k, v in sorted(pk.items())]) or "—"
+
+
+def _sizes(info: dict) -> str:
+    sz = info.get("sizes") or {}
+    parts = [f"{k} {sz[k]}" for k in ("train", "test") if sz.get(k) is not None]
+    train_sets = [f"{k} {sz[k]}" for k in ("stage1", "stage2", "baseline") if sz.get(k) is not None]
+    return "; ".join(x for x in (", ".join(parts), "training rows: " + ", ".join(train_sets) if train_sets else "") if x) or "—"
+
+
+def run_table(infos: list[dict]) -> pd.DataFrame:
+    """One column per run: how it was made (profile, model, task, data, sizes, seeds, code, tools, date)."""
+    def code(v):
+        return f"`{v}`" if v else "—"
+
+    fields = [
+        ("run directory", lambda i: code(i["run_dir"])),
+        ("profile", lambda i: i.get("profile") or "— (no manifest.json)"),
+        ("base model", lambda i: i.get("base_model_description") or "—"),
+        ("task", lambda i: f"{i['task']} ({code(i.get('task_spec'))})" if i.get("task") else "—"),
+        ("task data", lambda i: i.get("data_source") or "—"),
+        ("examples", _sizes),
+        ("seeds", lambda i: ", ".join(f"{k} {v}" for k, v in (i.get("seeds") or {}).items()) or "—"),
+        ("code (git commit)", lambda i: code(i.get("git_commit"))),
+        ("versions", _versions),
+        ("prediction backend", lambda i: i.get("backend") or "—"),
+        ("predictions made", lambda i: i.get("date") or "—"),
+    ]
+    cols = {"": [name for name, _ in fields]}
+    for k, info in enumerate(infos, 1):
+        cols["this run" if len(infos) == 1 else f"run {k}"] = [f(info) for _, f in fields]
+    return pd.DataFrame(cols)
+
+
 def render_report(metrics: dict, tables: dict[str, pd.DataFrame], plots: dict[str, str]) -> str:
-    """report.md: summary, every table, and the plots embedded by path relative to report.md."""
+    """report.md: how the run was made, loud notices, summary, every table, the plots; timing last."""
     labels = metrics["labels"]
     out = ["# Evaluation report", "",
            "Baseline (text → label) vs reasoning (text → reasoning + label), Two-Stage Reasoning-Infused "
            "Learning (arXiv 2507.00214). Invalid outputs (no valid label) count as wrong.", "",
-           *uncontrolled_notice(metrics), "## Runs", ""]
-    out += [f"- `{r}`" for r in metrics["runs"]]
+           *uncontrolled_notice(metrics)]
+    for n in metrics.get("notices") or []:
+        out += [f"> **⚠ NOTICE:** {n}", ""]
+    infos = [r["info"] for r in metrics["per_run"]] if metrics.get("per_run") else [metrics["run"]]
+    out += ["## Runs", "", run_table(infos).to_markdown(index=False, disable_numparse=True)]
     if metrics.get("notes"):
         out += ["", "Notes:", ""] + [f"- {n}" for n in metrics["notes"]]
     out += ["", "## Summary", ""] + _summary(metrics)
@@ -272,24 +318,31 @@ def render_report(metrics: dict, tables: dict[str, pd.DataFrame], plots: dict[st
             "", "Does this run differ from the paper's number? Two-sided exact binomial test of this run's "
             f"k/n against the paper's rate; {SIG} = differs significantly.", "",
             to_markdown(tables["paper_vs_run"])]
-    out += ["", "## Latency and benefit", "",
-            "Output tokens and seconds of generation per example (reference baselines: CPU prediction "
-            "time, no tokens); accuracy per second = accuracy / seconds per example.", "",
-            to_markdown(tables["latency"])]
     if "aggregate" in tables:
         out += ["", "## Across runs", "",
                 "Mean and spread over runs (std with ddof=1).", "", to_markdown(tables["aggregate"]),
                 "", "### Per run", "", to_markdown(tables["per_run"])]
     out += ["", "## Confusion matrices", ""]
     for name in metrics["models"]:
-        out += [f"### {name}", "", "Rows gold, columns predicted.", "", to_markdown(tables[f"confusion_{name}"]), ""]
+        out += [f"### {name}", "", "Rows gold, columns predicted; `[invalid]` = no valid label in the output.", "",
+                to_markdown(tables[f"confusion_{name}"]), ""]
         if f"confusion_{name}" in plots:
             out += [f"![confusion {name}]({plots[f'confusion_{name}']})", ""]
     out += ["## Plots", ""]
     if "recall_per_class" in plots:
-        out += ["Per-class recall of both models, the paper's values as diamonds:", "",
+        paper_marks = ", the paper's values as diamonds" if (metrics.get("paper_reference") or {}).get("recall") else ""
+        out += [f"Per-class recall of both models{paper_marks}:", "",
                 f"![per-class recall]({plots['recall_per_class']})", ""]
     if "accuracy_vs_tokens" in plots:
         out += ["Accuracy vs generated tokens per example:", "",
                 f"![accuracy vs tokens]({plots['accuracy_vs_tokens']})", ""]
+    out += ["## Timing (not reproducible)", "",
+            "Wall-clock seconds: they change with the machine, its load and the batch size, so this section "
+            "(and `timing` in metrics.json) is the only part of the report that differs when `evaluate` reruns. "
+            "Generating models decode a chunk of prompts in one batched engine call; a row's seconds are the "
+            "chunk's wall time divided by its size, so `wall_seconds_per_example` is batched throughput, "
+            "**not** the latency of one request. Reference baselines: CPU prediction of the whole test set "
+            "divided by its size; `train_seconds` is their fit time.", "", to_markdown(tables["timing"]),
+            "", "Wall seconds of each stage as the run's manifest records them:", "",
+            to_markdown(tables["stage_seconds"])]
     return "\n".join(out).rstrip() + "\n"

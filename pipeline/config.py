@@ -10,6 +10,9 @@ import copy
 import dataclasses
 import difflib
 import json
+import os
+import shlex
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,12 +125,26 @@ def _where(chain: list[tuple[Path, dict]], keys: tuple) -> str:
     return str(chain[0][0])
 
 
+TASK_TEMPLATES = ("stage2_assistant", "baseline_assistant")  # answer templates a task may replace
+
+
 @dataclass(frozen=True)
 class TaskSpec:
+    """One classification task (tasks/*.yml or any .yml path).
+
+    Template and data file names in a spec are relative to the spec's own folder (then to
+    prompts/ for templates), so a task can live entirely outside the project. `templates`
+    maps stage2_assistant / baseline_assistant to the task's own answer templates; both
+    receive `answer_prefix`, the one string the label parser also looks for.
+    """
+
     name: str
     labels: list[str]
     question_template: str
     answer_prefix: str
+    templates: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+    columns: dict = field(default_factory=dict)
     hub: dict = field(default_factory=dict)
     text_files: dict = field(default_factory=dict)
     paper_reference: dict | None = None
@@ -156,10 +173,31 @@ class TaskSpec:
             raise DataError(f"{at('labels')}: field 'labels' must be a list of at least two non-empty strings")
         if len(set(labels)) != len(labels):
             raise DataError(f"{at('labels')}: field 'labels' has duplicates: {labels}")
-        if not (PROMPTS_DIR / data["question_template"]).exists():
-            raise DataError(f"{at('question_template')}: field 'question_template': {data['question_template']} "
-                            f"is not in {PROMPTS_DIR}")
-        return cls(**data, path=path)
+        if not (isinstance(data["answer_prefix"], str) and data["answer_prefix"].strip()):
+            raise DataError(f"{at('answer_prefix')}: field 'answer_prefix' must be a non-empty string, e.g. 'Label:'")
+        data["question_template"] = _template_name(path, "question_template", data["question_template"])
+        extra = data.get("templates") or {}
+        if not isinstance(extra, dict) or set(extra) - set(TASK_TEMPLATES):
+            raise DataError(f"{at('templates')}: field 'templates' maps only {list(TASK_TEMPLATES)} to template files")
+        data["templates"] = {role: _template_name(path, f"templates.{role}", extra[role]) if role in extra
+                             else f"{role}.jinja" for role in TASK_TEMPLATES}
+        files = data.get("files") or {}
+        if files and (not isinstance(files, dict) or set(files) != {"train", "test"}):
+            raise DataError(f"{at('files')}: field 'files' needs exactly `train` and `test` (paths relative to the spec)")
+        data["files"] = {split: str((path.parent / f).resolve()) for split, f in files.items()}
+        return cls(**data, path=path.resolve())
+
+
+def _template_name(spec: Path, fld: str, name) -> str:
+    """The spec's own template (relative to its folder) as an absolute path, else a file name in prompts/."""
+    if not isinstance(name, str) or not name.strip():
+        raise DataError(f"{spec}: field '{fld}' must be a template file name")
+    own = (spec.parent / name).resolve()
+    if own.is_file():
+        return str(own)
+    if (PROMPTS_DIR / name).is_file():
+        return name
+    raise DataError(f"{spec}: field '{fld}': {name} is neither next to the spec ({spec.parent}) nor in {PROMPTS_DIR}")
 
 
 @dataclass
@@ -178,6 +216,7 @@ class RunContext:
     gpus: int | None = None             # CLI override of profile.train.gpus
     shared_dir: Path | None = None      # the run directory holding the data engine (replicates only)
     seed: int | None = None             # training seed of stage 2 and the baseline (replicates only)
+    profile_source: str | None = None   # --profile as given (a name or a .yml path), for the hints
 
     def __post_init__(self):
         self.run_dir = Path(self.run_dir).resolve()
@@ -266,3 +305,25 @@ class RunContext:
         if self.backend:
             gen["backend"] = self.backend
         return gen
+
+    def command(self, stage: str, *flags: str) -> str:
+        """The orchestrate.py command line that runs `stage` on THIS run (its run dir, profile, task,
+        data dir), to paste from the current directory: the hints the CLI prints use it."""
+        def rel(p) -> str:  # relative to the current directory when below it, else absolute
+            r = os.path.relpath(p)
+            return shlex.quote(str(p) if r.startswith("..") else r)
+
+        profile = self.profile_source or self.profile["name"]
+        if Path(profile).suffix:
+            profile = rel(Path(profile).resolve())
+        parts = [rel(sys.executable), rel(ROOT / "orchestrate.py"), stage, "--profile", profile,
+                 "--run-dir", rel(self.home)]  # a replicate is rerun through its parent: --seeds N
+        if self.seed is not None:
+            parts += ["--seeds", str(self.seed)]
+        if self.task.path is not None and self.task.path != (TASKS_DIR / f"{self.task.name}.yml").resolve():
+            parts += ["--task", rel(self.task.path)]
+        elif self.task.name != "emotion":
+            parts += ["--task", self.task.name]
+        if self.data_dir is not None:
+            parts += ["--data-dir", rel(self.data_dir)]
+        return " ".join(parts + list(flags))

@@ -1,8 +1,10 @@
 """Load the task's splits and the stage-1 reasoning set from any supported source.
 
-Sources: a Hugging Face hub id (via `datasets`), a local .jsonl/.csv/.parquet file,
-the `text;label` files of a --data-dir (e.g. ../shared/data/emotion), or the tiny
-profile's synthetic generator. Every row comes out as plain dicts with stable ids;
+Task sources, first match wins: the `text;label` files of a --data-dir (e.g.
+../shared/data/emotion); the task spec's own `files` (.csv/.jsonl/.parquet with named
+`columns`, label as name or index); the profile's `task_data.source` (the spec's `hub`
+dataset, or the tiny profile's synthetic generator). The reasoning set: a hub id or a
+local .jsonl/.csv/.parquet file. Every row comes out as plain dicts with stable ids;
 bad rows raise DataError naming file, line and field.
 """
 from __future__ import annotations
@@ -87,9 +89,11 @@ def read_hub(path: str, split: str, name: str | None = None) -> list[dict]:
     return [dict(r) for r in load_dataset(path, name, split=split)]
 
 
-def map_columns(rows: list[dict], columns: dict[str, str], source: str) -> list[dict]:
-    """Rename source columns to our names; each mapped cell must be non-empty text. Errors name the
-    row's line and list the columns it has, so a wrong mapping is fixed in one go."""
+def map_columns(rows: list[dict], columns: dict[str, str], source: str,
+                mapped_in: str = "the profile (reasoning_set.columns", text: tuple[str, ...] | None = None) -> list[dict]:
+    """Rename source columns to our names, keeping each row's `_line`; the `text` columns (all by
+    default) must be non-empty text. Errors name the row's line and list the columns it has, so a
+    wrong mapping is fixed in one go; `mapped_in` says where the mapping lives."""
     if not rows:
         raise DataError(f"{source}: no rows")
     out = []
@@ -99,11 +103,11 @@ def map_columns(rows: list[dict], columns: dict[str, str], source: str) -> list[
             if src not in row:
                 have = [c for c in row if c != "_line"]
                 raise DataError(f"{where}: column {src!r} ({ours}) is missing; this row has columns {have}. "
-                                f"Fix the row, or map the column in the profile (reasoning_set.columns.{ours})")
-            if not isinstance(row[src], str) or not row[src].strip():
+                                f"Fix the row, or map the column in {mapped_in}.{ours})")
+            if (text is None or ours in text) and (not isinstance(row[src], str) or not row[src].strip()):
                 raise DataError(f"{where}: column {src!r} ({ours}) is empty or not text ({row[src]!r}); "
                                 f"fill it in or remove that row")
-        out.append({ours: row[src] for ours, src in columns.items()})
+        out.append({**{ours: row[src] for ours, src in columns.items()}, "_line": row.get("_line")})
     return out
 
 
@@ -127,10 +131,18 @@ def load_reasoning_set(ctx: RunContext) -> list[dict]:
         rows = map_columns(raw, spec["columns"], source)
     if spec.get("limit"):
         rows = rows[: spec["limit"]]
-    return [{"id": f"rs-{i:06d}", **r} for i, r in enumerate(rows)]
+    return [{"id": f"rs-{i:06d}", **{k: v for k, v in r.items() if k != "_line"}} for i, r in enumerate(rows)]
+
+
+def task_columns(task: TaskSpec) -> dict[str, str]:
+    """{text: <column>, label: <column>} of the task's own files (default: columns named text and label)."""
+    return {"text": task.columns.get("text", "text"), "label": task.columns.get("label", "label")}
 
 
 def _normalise_label(value, task: TaskSpec, where: str) -> str:
+    """A label name, or its index in the spec's `labels` (a name wins when labels are themselves digits)."""
+    if isinstance(value, str) and value.strip() in task.labels:
+        return value.strip()
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     if isinstance(value, (int,)) and not isinstance(value, bool) and 0 <= value < len(task.labels):
@@ -159,12 +171,41 @@ def read_data_dir(ctx: RunContext) -> dict[str, list[dict]]:
     return out
 
 
+def describe_source(ctx: RunContext) -> str:
+    """Where the task's rows come from, in words, for the manifest and the report's header."""
+    task, spec = ctx.task, ctx.profile["task_data"]
+    if ctx.data_dir is not None:
+        where = f"--data-dir {ctx.data_dir} ({', '.join(task.text_files.values())}, text;label lines)"
+    elif task.files:
+        cols = task_columns(task)
+        where = (f"{task.files['train']} (train), {task.files['test']} (test); columns text={cols['text']!r}, "
+                 f"label={cols['label']!r}")
+    elif spec["source"] == "synthetic":
+        return (f"synthetic (pipeline/synthetic.py, seed {ctx.profile.get('seed', 0)}): "
+                f"{spec['n_train']} train, {spec['n_test']} test rows")
+    else:
+        hub = task.hub
+        where = f"hub dataset {hub['path']}" + (f" ({hub['name']})" if hub.get("name") else "")
+    limits = [f"first {spec[k]} {k.split('_')[1]} rows" for k in ("limit_train", "limit_test") if spec.get(k)]
+    return where + (f"; {', '.join(limits)}" if limits else "")
+
+
 def load_task_splits(ctx: RunContext) -> dict[str, list[dict]]:
     """{'train': [...], 'test': [...]} with rows {id, text, label}; ids are `<split>-<n>`."""
     task, spec = ctx.task, ctx.profile["task_data"]
     splits: dict[str, list[dict]] = {}
     if ctx.data_dir is not None:
         splits, limits = read_data_dir(ctx), {}
+    elif task.files:
+        cols = task_columns(task)
+        for split, fname in task.files.items():
+            path = Path(fname)
+            if path.suffix not in TABLE_SUFFIXES:
+                raise DataError(f"{task.path}: field 'files.{split}': {path.name} is not one of {TABLE_SUFFIXES}")
+            read_text(path, f"task {task.name!r} {split} split")  # missing, a folder, not UTF-8: named here
+            rows = map_columns(read_table(path), cols, str(path), mapped_in="the task spec (columns", text=("text",))
+            splits[split] = [{**r, "_where": f"{path}:{r['_line']}"} for r in rows]
+        limits = {"train": spec.get("limit_train"), "test": spec.get("limit_test")}
     elif spec["source"] == "synthetic":
         from pipeline.synthetic import make_emotion_split
 
@@ -186,7 +227,8 @@ def load_task_splits(ctx: RunContext) -> dict[str, list[dict]]:
             rows = rows[: limits[split]]
         clean = []
         for i, row in enumerate(rows):
-            where = f"{split} split, row {i + 1}" if row.get("_line") is None else f"{ctx.data_dir / task.text_files[split]}:{row['_line']}"
+            where = row.get("_where") or (f"{split} split, row {i + 1}" if row.get("_line") is None
+                                          else f"{ctx.data_dir / task.text_files[split]}:{row['_line']}")
             text = row["text"]
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"{where}: field 'text' is empty")

@@ -4,6 +4,7 @@ Training sets (prepare, build-stage2), generation requests (generate) and
 classification requests (predict) all call these functions, so the words a model
 is trained on are the words it is asked with. Templates use StrictUndefined: a
 template that references an unknown field fails loudly instead of rendering "".
+A template name is a file in prompts/ or an absolute path (a task's own template).
 """
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ from pipeline.config import PROMPTS_DIR, TaskSpec
 from pipeline.io import DataError
 
 CHAT_TEMPLATE = "chat_template.jinja"
+
+
+def template_file(name: str) -> Path:
+    """prompts/<name>, or `name` itself when it is an absolute path."""
+    return Path(os.path.normpath(PROMPTS_DIR / name))
 
 
 @lru_cache(maxsize=4)
@@ -37,7 +43,7 @@ def _env(folder: Path) -> jinja2.Environment:
 
 def render(name: str, **fields) -> str:
     """Render one template; every error names the template file (and line) and the fields given."""
-    path = Path(os.path.normpath(PROMPTS_DIR / name))
+    path = template_file(name)
     try:
         return _env(PROMPTS_DIR).get_template(name).render(**fields).strip()
     except jinja2.TemplateNotFound:
@@ -58,8 +64,8 @@ def chat_template() -> str:
 
 def template_paths(task: TaskSpec) -> list[Path]:
     names = [CHAT_TEMPLATE, task.question_template, "stage1_user.jinja", "stage1_assistant.jinja",
-             "stage2_assistant.jinja", "baseline_assistant.jinja"]
-    return [PROMPTS_DIR / n for n in names]
+             task.templates["stage2_assistant"], task.templates["baseline_assistant"]]
+    return [template_file(n) for n in names]
 
 
 def question(task: TaskSpec, text: str) -> str:
@@ -87,9 +93,10 @@ def classify_messages(task: TaskSpec, text: str, answer: str | None = None) -> l
     return msgs
 
 
-def stage2_answer(reasoning: str, label: str) -> str:
-    return render("stage2_assistant.jinja", reasoning=reasoning, label=label)
+def stage2_answer(task: TaskSpec, reasoning: str, label: str) -> str:
+    """Reasoning, then the answer line `{answer_prefix} {label}` that parse_label reads."""
+    return render(task.templates["stage2_assistant"], reasoning=reasoning, label=label, answer_prefix=task.answer_prefix)
 
 
-def baseline_answer(label: str) -> str:
-    return render("baseline_assistant.jinja", label=label)
+def baseline_answer(task: TaskSpec, label: str) -> str:
+    return render(task.templates["baseline_assistant"], label=label, answer_prefix=task.answer_prefix)

@@ -88,10 +88,12 @@ def run_stages(ctx: RunContext, names: list[str], force: set[str] = frozenset(),
             st, rec = STAGES[name], record_name(name, shard)
             for dep in st.deps:
                 if not (shared if dep in SHARED else manifest).is_fresh(dep, fps[dep], STAGES[dep].outputs(ctx)):
-                    raise DataError(f"stage {name!r} needs stage {dep!r} finished with the current configuration; "
-                                    f"run `python orchestrate.py {dep}` (or `all`) first")
+                    raise DataError(f"stage {name!r} needs stage {dep!r} finished with the current configuration in "
+                                    f"{ctx.home if dep in SHARED else ctx.run_dir}; run `{ctx.command(dep)}` "
+                                    f"(or `{ctx.command('all')}`) first")
             if name not in force and manifest.is_fresh(rec, fps[name], outputs(ctx, name, shard)):
-                print(f"[{rec}] up to date, skipped (use --force or --from {name} to rerun)")
+                again = ctx.command("all", "--from", name) if len(names) > 1 else ctx.command(name, "--force")
+                print(f"[{rec}] up to date, skipped (to rerun it: {again})")
                 continue
             # whose work the partial state is: shards and the merge of generate share generations/
             written = manifest.data.setdefault("state", {})

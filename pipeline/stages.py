@@ -14,7 +14,7 @@ from typing import Callable
 
 from pipeline import prompts
 from pipeline.config import AXOLOTL_CONFIGS_DIR, TRAINED_MODELS, RunContext
-from pipeline.data import load_reasoning_set, load_task_splits, train_test_overlap
+from pipeline.data import describe_source, load_reasoning_set, load_task_splits, train_test_overlap
 from pipeline.generation.job import GenerationJob, engine_config
 from pipeline.generation.launch import GenerationSession, resolve_backend
 from pipeline.generation.runner import parse_shard, select_shard
@@ -32,7 +32,7 @@ def prepare(ctx: RunContext) -> dict:
         from pipeline.synthetic import tokenizer_corpus
         from pipeline.tiny_model import build_tiny_model
 
-        build_tiny_model(ctx.base_model_dir, tokenizer_corpus(ctx.task.labels), **ctx.profile["tiny_model"])
+        build_tiny_model(ctx.base_model_dir, tokenizer_corpus(ctx.task.labels, ctx.task.answer_prefix), **ctx.profile["tiny_model"])
         info["base_model"] = str(ctx.base_model_dir)
     splits = load_task_splits(ctx)
     n_overlap, overlap_ids = train_test_overlap(splits["train"], splits["test"])
@@ -44,6 +44,7 @@ def prepare(ctx: RunContext) -> dict:
         fate = (f"{len(overlap_ids)} train rows holding them dropped" if info.get("overlap_dropped")
                 else "kept (task_data.drop_test_overlap: true drops them)")
         print(f"prepare: {n_overlap} test texts also occur in the train split; {fate}")
+    info["source"] = describe_source(ctx)
     for split, rows in splits.items():
         atomic_write_jsonl(ctx.task_split(split), rows)
         info[f"task_{split}"] = len(rows)
@@ -173,10 +174,10 @@ def build_stage2(ctx: RunContext) -> dict:
     rows = {"stage2": [], "baseline": []}
     for r in train:
         if r["id"] in reasoning:
-            answer = prompts.stage2_answer(reasoning[r["id"]], r["label"])
+            answer = prompts.stage2_answer(task, reasoning[r["id"]], r["label"])
             rows["stage2"].append({"id": r["id"], "messages": prompts.classify_messages(task, r["text"], answer)})
             rows["baseline"].append({"id": r["id"], "messages": prompts.classify_messages(
-                task, r["text"], prompts.baseline_answer(r["label"]))})
+                task, r["text"], prompts.baseline_answer(task, r["label"]))})
     too_long: set[str] = set()
     for which, sets in rows.items():
         limit = resolve_config(ctx, which)["sequence_len"]
@@ -276,7 +277,7 @@ class Stage:
 
 def _data_files(ctx: RunContext) -> list[Path]:
     if ctx.data_dir is None:
-        return []
+        return [Path(f) for f in ctx.task.files.values()]
     return [ctx.data_dir / f for f in ctx.task.text_files.values()]
 
 

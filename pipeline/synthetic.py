@@ -411,13 +411,13 @@ def _template_text() -> list[str]:
             for p in sorted(_PROMPTS_DIR.glob("*.jinja"))]
 
 
-def tokenizer_corpus(labels: Sequence[str]) -> list[str]:
-    """Texts to train the tiny tokenizer on; deterministic for given labels and prompts/."""
+def tokenizer_corpus(labels: Sequence[str], answer_prefix: str = "Label:") -> list[str]:
+    """Texts to train the tiny tokenizer on; deterministic for given labels, answer prefix and prompts/."""
     cues = cue_words(labels)
     lines = [" ".join(_COMMON_WORDS.split())]
     lines += [" ".join(words) for words in cues.values()]
     # The prompts' wording and the labels come with every example: weigh them accordingly.
-    lines += 200 * ([", ".join(labels)] + [f"Label: {label}" for label in labels])
+    lines += 200 * ([", ".join(labels)] + [f"{answer_prefix} {label}" for label in labels])
     lines += 200 * _template_text()
     train, _ = make_emotion_split(2000, 0, labels, seed=0)
     lines += [row["text"] for row in train]

@@ -74,3 +74,22 @@ def tiny_run(tmp_path_factory, pytestconfig) -> Path:
         print("\n--- tiny demo run (orchestrate.py all --profile tiny), stage and engine lines ---")
         print("\n".join(line[:300] for line in shown))
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def own_task_run(tmp_path_factory) -> tuple[Path, Path, str]:
+    """README's own-data walkthrough: examples/own_task copied to a folder outside the project and
+    run with `all` on a shortened tiny profile; (task folder, run dir, output). Shared by the
+    own-task and CLI-hint tests so CI trains it once. OWN_TASK_RUN_DIR=DIR reuses DIR/my-task
+    and DIR/reviews across sessions while developing."""
+    import shutil
+
+    root = os.environ.get("OWN_TASK_RUN_DIR")
+    task_dir = Path(root) / "my-task" if root else tmp_path_factory.mktemp("my-task")
+    task_dir.mkdir(parents=True, exist_ok=True)
+    for f in (ROOT / "examples" / "own_task").iterdir():
+        shutil.copy(f, task_dir / f.name)
+    run = Path(root) / "reviews" if root else tmp_path_factory.mktemp("runs") / "reviews"
+    out = orchestrate("all", "--profile", str(ROOT / "tests" / "helpers" / "tiny_fast.yml"),
+                      "--task", str(task_dir / "task.yml"), "--run-dir", str(run)).stdout
+    return task_dir, run, out

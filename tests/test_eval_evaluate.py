@@ -18,7 +18,7 @@ PAPER = {"accuracy": {"baseline": 0.497, "reasoning": 0.584},
          "recall": {"surprise": {"baseline": 0.138, "reasoning": 0.015}}}
 SECTIONS = ["## Runs", "## Summary", "## Model metrics", "## Per-class metrics", "## Reference baselines",
             "## Baseline vs reasoning (McNemar)", "### Per-class McNemar (Holm-adjusted)", "## Paper vs this run",
-            "## Latency and benefit", "## Confusion matrices", "## Plots"]
+            "## Timing (not reproducible)", "## Confusion matrices", "## Plots"]
 
 
 def make_run(root: Path, seed: int = 0, n_test: int = 60, b_right: float = 0.5, r_right: float = 0.8,
@@ -63,9 +63,9 @@ def test_single_run_metrics_json_matches_contract(tmp_path):
     assert on_disk == json.loads(json.dumps(m))
     for name in ("baseline", "reasoning", "majority", "tfidf_logreg"):
         mm = on_disk["models"][name]
-        for key in ("accuracy", "macro_f1", "per_class", "invalid", "n", "confusion", "mean_output_tokens",
-                    "seconds_per_example"):
+        for key in ("accuracy", "macro_f1", "per_class", "invalid", "n", "confusion", "mean_output_tokens"):
             assert key in mm, (name, key)
+        assert "seconds_per_example" not in mm  # wall-clock figures live in the timing block only
         assert set(mm["per_class"]) == set(LABELS)
         assert set(mm["per_class"]["joy"]) >= {"precision", "recall", "f1", "support"}
         assert np.asarray(mm["confusion"]).shape == (6, 6)
@@ -75,7 +75,8 @@ def test_single_run_metrics_json_matches_contract(tmp_path):
     assert on_disk["models"]["reasoning"]["accuracy"] == pytest.approx(r.mean())
     assert on_disk["models"]["baseline"]["invalid"] == sum(1 for i in range(60) if not b[i] and i % 7 == 0)
     assert on_disk["models"]["reasoning"]["mean_output_tokens"] == pytest.approx(np.mean([80 + i % 3 for i in range(60)]))
-    assert on_disk["models"]["reasoning"]["seconds_per_example"] == pytest.approx(0.8)
+    assert on_disk["timing"]["models"]["reasoning"]["wall_seconds_per_example"] == pytest.approx(0.8)
+    assert on_disk["timing"]["models"]["tfidf_logreg"]["train_seconds"] > 0
     assert on_disk["models"]["majority"]["accuracy"] == pytest.approx(sum(1 for i in range(60) if i % 5 == 0 or i % 6 == 1) / 60)
     assert on_disk["models"]["tfidf_logreg"]["accuracy"] == 1.0  # keyword task
     assert on_disk["models"]["majority"]["mean_output_tokens"] is None
@@ -114,7 +115,7 @@ def test_report_has_every_section_and_every_embedded_png_exists(tmp_path):
         png = out / rel
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", rel
     for name in ("models", "per_class", "comparison", "per_class_mcnemar", "paper_side_by_side",
-                 "paper_vs_run", "latency", "reference_baselines", "confusion_baseline"):
+                 "paper_vs_run", "timing", "reference_baselines", "confusion_baseline"):
         assert (out / "tables" / f"{name}.csv").stat().st_size > 0, name
     assert not list(out.rglob("*.tmp"))  # atomic writes leave no temp files behind
     # the paper's numbers stand next to this run's

@@ -117,9 +117,9 @@ def _write_small_sets(ctx: RunContext) -> dict[str, dict[str, dict]]:
     # the project's own functions, called directly, give the same messages build_stage2 wrote
     r0 = reasonings[0]
     assert examples["stage2"][r0["id"]]["messages"] == prompts.classify_messages(
-        task, r0["text"], prompts.stage2_answer(r0["reasoning"], r0["label"]))
+        task, r0["text"], prompts.stage2_answer(task, r0["reasoning"], r0["label"]))
     assert examples["baseline"][r0["id"]]["messages"] == prompts.classify_messages(
-        task, r0["text"], prompts.baseline_answer(r0["label"]))
+        task, r0["text"], prompts.baseline_answer(task, r0["label"]))
     return examples
 
 

@@ -75,15 +75,15 @@ def check_run_splits(ctx: RunContext) -> None:
             where = f"{path}:{row['_line']}"
             rid = row.get("id")
             if not isinstance(rid, str) or not rid:
-                raise DataError(f"{where}: field 'id' is missing or empty; rerun `orchestrate.py prepare --force`")
+                raise DataError(f"{where}: field 'id' is missing or empty; rerun `{ctx.command('prepare', '--force')}`")
             if rid in seen:
                 raise DataError(f"{where}: field 'id' {rid!r} duplicates line {seen[rid]}; ids must be unique: "
-                                f"rerun `orchestrate.py prepare --force`")
+                                f"rerun `{ctx.command('prepare', '--force')}`")
             seen[rid] = row["_line"]
             if not isinstance(row.get("text"), str) or not row["text"].strip():
-                raise DataError(f"{where}: field 'text' is empty; rerun `orchestrate.py prepare --force`")
+                raise DataError(f"{where}: field 'text' is empty; rerun `{ctx.command('prepare', '--force')}`")
             if row.get("label") not in ctx.task.labels:
                 raise DataError(f"{where}: field 'label' {row.get('label')!r} is not one of {ctx.task.labels}; "
-                                f"rerun `orchestrate.py prepare --force`")
+                                f"rerun `{ctx.command('prepare', '--force')}`")
 
 

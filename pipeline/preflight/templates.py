@@ -21,11 +21,13 @@ def check_templates(task: TaskSpec, row: dict) -> None:
     from pipeline import prompts
 
     text, label = row["text"], row.get("label", task.labels[0])
+    stage2, baseline = prompts.stage2_answer(task, SAMPLE_REASONING, label), prompts.baseline_answer(task, label)
+    _answer_line_parses(task, stage2, baseline, label)
     conversations = [
         (prompts.stage1_messages(prompts.question(task, text), label, SAMPLE_REASONING), False),   # prepare
         (prompts.generation_messages(task, text, label), True),                                     # generate
-        (prompts.classify_messages(task, text, prompts.stage2_answer(SAMPLE_REASONING, label)), False),  # build-stage2
-        (prompts.classify_messages(task, text, prompts.baseline_answer(label)), False),
+        (prompts.classify_messages(task, text, stage2), False),                                    # build-stage2
+        (prompts.classify_messages(task, text, baseline), False),
         (prompts.classify_messages(task, text), True),                                              # predict
     ]
     for messages, gen_prompt in conversations:
@@ -37,6 +39,19 @@ def render_chat(messages: list[dict], add_generation_prompt: bool, special: dict
     from pipeline import prompts
 
     return prompts.render(prompts.CHAT_TEMPLATE, **_chat_fields(messages, add_generation_prompt, special))
+
+
+def _answer_line_parses(task: TaskSpec, stage2: str, baseline: str, label: str) -> None:
+    """The answers the models are trained on must give back their label through parse_label with the
+    spec's answer_prefix; otherwise every prediction would be counted invalid."""
+    from pipeline import prompts
+    from postprocess.labels import parse_label
+
+    for role, text in (("stage2_assistant", stage2), ("baseline_assistant", baseline)):
+        if parse_label(text, task.labels, task.answer_prefix) != label:
+            raise DataError(f"{prompts.template_file(task.templates[role])}: renders {text[-80:]!r}, from which the label "
+                            f"parser (answer_prefix {task.answer_prefix!r} from {task.path}) cannot read {label!r}; "
+                            f"end the template with `{{{{ answer_prefix }}}} {{{{ label }}}}`")
 
 
 def _chat_fields(messages: list[dict], add_generation_prompt: bool, special: dict | None = None) -> dict:
@@ -116,7 +131,7 @@ def check_lengths(ctx: RunContext, rows: dict[str, list[dict]]) -> None:
     seq_which = min((w for w in seq if seq[w]), key=lambda w: seq[w], default=None)
     budgets = []  # (which split, overhead tokens, limit, what it is)
     if seq_which:
-        over = count([chat(prompts.classify_messages(task, "", prompts.baseline_answer(longest)), False)])[0]
+        over = count([chat(prompts.classify_messages(task, "", prompts.baseline_answer(task, longest)), False)])[0]
         budgets.append(("train", over, seq[seq_which],
                         f"the baseline/stage-2 training row (prompt + answer) must fit sequence_len {seq[seq_which]} "
                         f"(axolotl_configs/{seq_which}.yml with the profile's train.axolotl)",

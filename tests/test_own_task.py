@@ -1,0 +1,87 @@
+"""Your own task by configuration alone: a folder outside the project with task.yml, a question
+template and CSV files, a non-default answer prefix, run end to end on the tiny profile."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from pipeline.config import ROOT, TaskSpec
+from pipeline.io import DataError, read_jsonl
+from postprocess.labels import parse_label
+
+EXAMPLE = ROOT / "examples" / "own_task"
+
+
+def test_spec_outside_the_project_resolves_its_own_files(tmp_path):
+    for f in EXAMPLE.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    task = TaskSpec.load(str(tmp_path / "task.yml"))
+    assert task.question_template == str(tmp_path / "question.jinja")
+    assert task.files == {"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv")}
+    assert task.templates == {"stage2_assistant": "stage2_assistant.jinja", "baseline_assistant": "baseline_assistant.jinja"}
+    (tmp_path / "question.jinja").unlink()
+    with pytest.raises(DataError, match=r"task\.yml: field 'question_template': question\.jinja is neither next to"):
+        TaskSpec.load(str(tmp_path / "task.yml"))
+
+
+def test_own_csv_task_with_answer_prefix_end_to_end(own_task_run):
+    task_dir, run, out = own_task_run
+    metrics = json.loads((run / "metrics.json").read_text())
+    info = metrics["run"]
+    assert info["task"] == "reviews" and info["task_spec"] == str(task_dir / "task.yml")
+    assert str(task_dir / "train.csv") in info["data_source"] and "text='review'" in info["data_source"]
+    assert info["sizes"]["train"] == 120 and info["sizes"]["test"] == 40
+    assert metrics["labels"] == ["negative", "positive"]
+    # The prefix from the spec is what the models are trained to write ...
+    for row in read_jsonl(run / "data" / "baseline.jsonl"):
+        assert row["messages"][-1]["content"] in ("Answer: negative", "Answer: positive")
+        assert row["messages"][0]["content"].startswith("Is this review positive or negative?")
+    for row in read_jsonl(run / "data" / "stage2.jsonl"):
+        answer = row["messages"][-1]["content"]
+        assert answer.rsplit("\n\n", 1)[1] in ("Answer: negative", "Answer: positive") and "Label:" not in answer
+    # ... and what the parser reads back: the baseline's outputs give valid labels
+    preds = read_jsonl(run / "predictions" / "baseline.jsonl")
+    valid = [r for r in preds if r["pred"] is not None]
+    assert len(valid) >= len(preds) // 2, [r["output"] for r in preds[:5]]
+    assert all(r["output"].strip().startswith("Answer:") for r in valid)
+    assert all(parse_label(r["output"], ["negative", "positive"], "Label:") is None for r in valid)
+    report = (run / "report.md").read_text()
+    assert "| task " in report and "reviews (`" in report and "## Paper vs this run" in report
+
+
+def test_csv_labels_may_be_indices_and_jsonl_works(tmp_path):
+    from pipeline.config import RunContext
+    from pipeline.data import load_task_splits
+    from pipeline.config import load_profile
+
+    (tmp_path / "q.jinja").write_text("Classify: {{ text }}\n")
+    (tmp_path / "train.csv").write_text("txt,y\n\"good, very good\",1\nbad,0\n")
+    (tmp_path / "test.jsonl").write_text('{"txt": "fine", "y": "positive"}\n{"txt": "", "y": 0}\n')
+    (tmp_path / "t.yml").write_text("name: t\nlabels: [negative, positive]\nquestion_template: q.jinja\n"
+                                    "answer_prefix: 'Answer:'\nfiles: {train: train.csv, test: test.jsonl}\n"
+                                    "columns: {text: txt, label: y}\n")
+    ctx = RunContext(load_profile("tiny"), TaskSpec.load(str(tmp_path / "t.yml")), tmp_path / "run")
+    with pytest.raises(DataError, match=r"test\.jsonl:2: field 'text' is empty"):
+        load_task_splits(ctx)
+    (tmp_path / "test.jsonl").write_text('{"txt": "fine", "y": "positive"}\n')
+    splits = load_task_splits(ctx)
+    assert [(r["text"], r["label"]) for r in splits["train"]] == [("good, very good", "positive"), ("bad", "negative")]
+    assert [(r["text"], r["label"]) for r in splits["test"]] == [("fine", "positive")]
+    (tmp_path / "train.csv").write_text("text,y\nx,1\n")
+    with pytest.raises(DataError, match=r"train\.csv: column\(s\) \['txt'\] not found; the data has columns \['text', 'y'\]"):
+        load_task_splits(ctx)
+
+
+def test_a_template_that_ignores_the_answer_prefix_is_refused_before_any_work(tmp_path):
+    from pipeline.preflight.templates import check_templates
+
+    for f in EXAMPLE.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    (tmp_path / "base.jinja").write_text("Label: {{ label }}\n")
+    with open(tmp_path / "task.yml", "a") as f:
+        f.write("templates: {baseline_assistant: base.jinja}\n")
+    task = TaskSpec.load(str(tmp_path / "task.yml"))
+    with pytest.raises(DataError, match=r"base\.jinja: renders 'Label: positive'.*answer_prefix 'Answer:'"):
+        check_templates(task, {"text": "fine", "label": "positive"})
