@@ -42,10 +42,15 @@ def serve(protocol) -> None:
     for line in sys.stdin:
         with open(line.strip(), encoding="utf-8") as f:
             job = json.load(f)
-        t0 = time.perf_counter()
-        engine = engine_for(job, engine)
-        started = time.perf_counter() - t0  # vLLM import and engine start (0 when reused)
-        stats = {**run_job(job, engine), "engine_start_s": started}
+        if job["backend"] == "ray":  # the engines live in the cluster's actors
+            from pipeline.generation.ray_data import run_job as run_on_ray
+
+            stats = run_on_ray(job)
+        else:
+            t0 = time.perf_counter()
+            engine = engine_for(job, engine)
+            started = time.perf_counter() - t0  # vLLM import and engine start (0 when reused)
+            stats = {**run_job(job, engine), "engine_start_s": started}
         tmp = job["stats_path"] + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(stats, f)
