@@ -37,7 +37,8 @@ def measured_mfu(path=MEASURED_TRAINING) -> tuple[float, str] | None:
     data = json.loads(path.read_text(encoding="utf-8"))
     for r in data["results"]:
         if r["variant"] == "shipped" and r.get("mfu"):
-            return r["mfu"], (f"{path.relative_to(ROOT)}, variant 'shipped' ({r['description']}), "
+            where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+            return r["mfu"], (f"{where}, variant 'shipped' ({r['description']}), "
                               f"{data['device']}")
     return None
 

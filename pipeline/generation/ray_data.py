@@ -8,8 +8,8 @@ template, SamplingParams and per-request seeds as the vllm backend, hence the sa
 outputs). Finished chunks stream back to the driver, which writes each one as a shard
 (`ShardStore`): a killed run keeps them and a rerun skips their ids.
 
-Cluster: `RAY_ADDRESS` (Ray's own variable: `auto`, or `ray://head:10001`) names it;
-unset, a private one-node Ray is started for the job and stopped with the worker.
+Cluster: `RAY_ADDRESS` (Ray's own variable: `auto` on a node of a `ray start` cluster)
+names it; unset, a private one-node Ray is started and stopped with the worker.
 Replicas: `generation.data_parallel_size`; each takes `tensor_parallel_size` GPUs when
 the cluster has GPUs, else one CPU. The model path must be readable by every node
 (shared filesystem or a hub id); the driver alone writes the shards.
