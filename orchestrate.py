@@ -49,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--run-dir", help="run directory (default: runs/<profile>)")
     common.add_argument("--task", default="emotion", help="tasks/<name>.yml, or the path of your own task.yml (default: emotion)")
     common.add_argument("--data-dir", help="folder with the task's text files, e.g. ../shared/data/emotion")
-    common.add_argument("--backend", choices=["auto", "vllm", "transformers"],
-                        help="generation backend (default: the profile's, auto)")
+    common.add_argument("--backend", choices=["auto", "vllm", "transformers", "ray"],
+                        help="generation backend (default: the profile's, auto); ray: vLLM replicas on the Ray "
+                             "cluster named by RAY_ADDRESS (a local one-node Ray when unset)")
     common.add_argument("--gpus", type=int, help="GPUs for training (Axolotl's accelerate launcher when > 1)")
     common.add_argument("--seeds", type=_seed_list, metavar="N,N,...",
                         help="replicates: train stage 2 and the baseline once per seed in RUN/seed-N over one data "
@@ -67,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--from", dest="from_stage", help="rerun from this stage on")
         if name == "plan":
             p.add_argument("--gpu-tflops", type=float, default=989.0, help="peak bf16 dense TFLOP/s (H100 SXM: 989)")
-            p.add_argument("--mfu", type=float, default=0.35, help="model FLOP utilisation of training (assumed)")
+            p.add_argument("--mfu", type=float, help="model FLOP utilisation of training (default: measured for the "
+                                                     "shipped stage-1 config, bench/results/train_throughput_gpu.json)")
             p.add_argument("--gen-tok-s", type=float, default=20000.0, help="vLLM output tokens/s (assumed)")
     for name, (module, text) in RUN_TOOLS.items():
         importlib.import_module(module).add_arguments(sub.add_parser(name, help=text, description=text))
@@ -89,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         ctx = RunContext(profile, TaskSpec.load(args.task), args.run_dir or f"runs/{profile['name']}",
                          data_dir=args.data_dir, backend=args.backend, gpus=args.gpus, profile_source=args.profile)
         if args.command == "plan":
-            from pipeline.plan import estimate, render
+            from pipeline.plan import ASSUMED_MFU, estimate, measured_mfu, render
 
-            print(render(estimate(ctx, args.gpu_tflops, args.mfu, args.gen_tok_s), args.gpu_tflops, args.mfu, args.gen_tok_s))
+            mfu, source = (args.mfu, "--mfu") if args.mfu else measured_mfu() or (ASSUMED_MFU, "assumed (no measurement)")
+            print(render(estimate(ctx, args.gpu_tflops, mfu, args.gen_tok_s), args.gpu_tflops, mfu, args.gen_tok_s, source))
             return 0
         shard = getattr(args, "shard", None)
         if args.command == "all":

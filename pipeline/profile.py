@@ -65,7 +65,7 @@ class Train(Section):
 
 
 class Generation(Section):
-    backend: Literal["auto", "vllm", "transformers"] = "auto"
+    backend: Literal["auto", "vllm", "transformers", "ray"] = "auto"
     temperature: float = Field(0.7, ge=0)
     top_p: float = Field(0.95, gt=0, le=1)
     max_tokens: int = Field(256, ge=1)
@@ -121,6 +121,8 @@ class PlanPredict(Section):
 
 class Plan(Section):
     parameters: float = Field(1.236e9, gt=0)
+    layers: int = Field(16, ge=1)         # for attention FLOP (pipeline/plan.py)
+    hidden_size: int = Field(2048, ge=1)
     stage1: PlanRows = PlanRows(rows=350000, tokens_per_row=350)
     stage2: PlanRows = PlanRows(rows=16000, tokens_per_row=200)
     baseline: PlanRows = PlanRows(rows=16000, tokens_per_row=60)

@@ -119,7 +119,7 @@ def _save_tokenizer(tok, out_dir: Path, max_length: int):
 
 def _save_model(hf_tok, out_dir: Path, *, hidden_size: int, num_layers: int, num_heads: int,
                 num_kv_heads: int, intermediate_size: int, max_position_embeddings: int,
-                seed: int) -> None:
+                seed: int, embedding_rows: int | None = None) -> None:
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
@@ -127,7 +127,7 @@ def _save_model(hf_tok, out_dir: Path, *, hidden_size: int, num_layers: int, num
         raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_heads {num_heads}")
     ids = {t: hf_tok.convert_tokens_to_ids(t) for t in (BOS, END_OF_TEXT, EOT, PAD)}
     config = LlamaConfig(
-        vocab_size=-(-len(hf_tok) // 64) * 64, hidden_size=hidden_size,
+        vocab_size=max(embedding_rows or 0, -(-len(hf_tok) // 64) * 64), hidden_size=hidden_size,
         intermediate_size=intermediate_size, num_hidden_layers=num_layers,
         num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
         head_dim=hidden_size // num_heads, max_position_embeddings=max_position_embeddings,
@@ -143,11 +143,14 @@ def _save_model(hf_tok, out_dir: Path, *, hidden_size: int, num_layers: int, num
 def build_tiny_model(out_dir: Path, corpus: Iterable[str], *, hidden_size: int = 128,
                      num_layers: int = 2, num_heads: int = 2, num_kv_heads: int = 1,
                      intermediate_size: int = 512, vocab_size: int = 2048,
-                     max_position_embeddings: int = 2048, seed: int = 0) -> Path:
+                     max_position_embeddings: int = 2048, seed: int = 0,
+                     embedding_rows: int | None = None) -> Path:
     """Build (or reuse) a tiny Llama 3 checkpoint in `out_dir` and return `out_dir`.
 
     `vocab_size` bounds the tokenizer (learned BPE plus the specials); the model's
-    embedding is that size rounded up to a multiple of 64. The checkpoint is built in a
+    embedding is that size rounded up to a multiple of 64, or `embedding_rows` when
+    larger (a benchmark of the real shape needs Llama 3's 128,256-row embedding and
+    LM head, whatever the small corpus teaches the tokenizer). The checkpoint is built in a
     temporary folder beside `out_dir` and renamed into place, so a finished `out_dir`
     (it holds a marker file) is always complete and is returned as is, whatever the
     arguments: give each configuration its own folder.
@@ -159,6 +162,8 @@ def build_tiny_model(out_dir: Path, corpus: Iterable[str], *, hidden_size: int =
     arch = dict(hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
                 num_kv_heads=num_kv_heads, intermediate_size=intermediate_size,
                 max_position_embeddings=max_position_embeddings, seed=seed)
+    if embedding_rows:
+        arch["embedding_rows"] = embedding_rows
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     tmp.chmod(0o755)  # mkdtemp's 0700 would follow the folder through the rename
     try:

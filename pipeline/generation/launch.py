@@ -1,7 +1,8 @@
 """Choose a backend and open a generation session: in-process (transformers) or
 worker processes in the vLLM environment, one per data-parallel replica, each keeping
 its engine alive across the session's jobs and swapping it only when a job names
-another model (predict runs both trained models in one worker).
+another model (predict runs both trained models in one worker). The ray backend runs
+one worker, the Ray driver, whose replicas are actors on the cluster (`ray_data.py`).
 
 `--backend auto` picks vLLM whenever its environment is present (VLLM_PYTHON, else
 ROOT/.venv-vllm/bin/python with vllm importable), else transformers.
@@ -22,24 +23,27 @@ from pipeline.io import DataError, read_json
 from pipeline.procs import StageFailed, redact, stop, tied_to_parent, tool_env
 
 
-def vllm_python() -> Path | None:
-    """The interpreter of the vLLM environment, if one is set up."""
+def vllm_python(module: str = "vllm") -> Path | None:
+    """The interpreter of the vLLM environment, if one is set up (and has `module`)."""
     candidate = Path(os.environ.get("VLLM_PYTHON") or ROOT / ".venv-vllm" / "bin" / "python")
     if not candidate.exists():
         return None
-    probe = subprocess.run([str(candidate), "-c", "import importlib.util as u; print(u.find_spec('vllm') is not None)"],
+    probe = subprocess.run([str(candidate), "-c", f"import importlib.util as u; print(u.find_spec('{module}') is not None)"],
                            capture_output=True, text=True)
     return candidate if probe.stdout.strip() == "True" else None
 
 
 def resolve_backend(name: str) -> str:
-    if name not in ("auto", "vllm", "transformers"):
-        raise DataError(f"--backend {name!r}: choose auto, vllm or transformers")
+    if name not in ("auto", "vllm", "transformers", "ray"):
+        raise DataError(f"--backend {name!r}: choose auto, vllm, transformers or ray")
     if name == "auto":
         return "vllm" if vllm_python() else "transformers"
     if name == "vllm" and not vllm_python():
         raise DataError("--backend vllm: no vLLM environment found. Run `make setup` (builds .venv-vllm) "
                         "or set VLLM_PYTHON to an interpreter that has vllm installed.")
+    if name == "ray" and not (vllm_python() and vllm_python("ray")):
+        raise DataError("--backend ray: the vLLM environment needs vllm and ray[data] (both in "
+                        "requirements-vllm*.txt: `make setup`), or set VLLM_PYTHON to an interpreter that has them.")
     return name
 
 

@@ -10,6 +10,7 @@ at import time.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -43,10 +44,15 @@ def serve(protocol) -> None:
     engine = None
     for line in sys.stdin:
         job = GenerationJob.load(line.strip())
-        t0 = time.perf_counter()
-        engine = engine_for(job, engine)
-        started = time.perf_counter() - t0  # vLLM import and engine start (0 when reused)
-        stats = {**run_job(job, engine), "engine_start_s": started}
+        if job.backend == "ray":  # the engines live in the cluster's actors
+            from pipeline.generation.ray_data import run_job as run_on_ray
+
+            stats = run_on_ray(dataclasses.asdict(job))
+        else:
+            t0 = time.perf_counter()
+            engine = engine_for(job, engine)
+            started = time.perf_counter() - t0  # vLLM import and engine start (0 when reused)
+            stats = {**run_job(job, engine), "engine_start_s": started}
         atomic_write_json(job.stats_path, stats)
         protocol.write(f"DONE {job.stats_path}\n")
         protocol.flush()
