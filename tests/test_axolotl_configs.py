@@ -30,8 +30,6 @@ TINY_ALLOWED_CHANGES = {
     "base_model",
     # precision: fp32 on a CPU (no bf16 / TF32)
     "bf16", "tf32",
-    # attention: PyTorch SDPA instead of FlashAttention-2
-    "attn_implementation",
     # steps: a few hundred optimiser steps instead of full epochs
     "num_epochs", "max_steps", "warmup_steps", "warmup_ratio", "save_steps",
     # learning rate: a from-scratch tiny model needs a larger one
@@ -41,7 +39,7 @@ TINY_ALLOWED_CHANGES = {
     # GPU-only speed options (packing, Liger kernels, torch.compile, loader workers)
     "sample_packing", "eval_sample_packing", "pad_to_sequence_len", "plugins",
     "liger_rope", "liger_rms_norm", "liger_glu_activation", "liger_fused_linear_cross_entropy",
-    "torch_compile", "dataloader_num_workers",
+    "dataloader_num_workers",
 }
 
 PAPER_VALUES = {
