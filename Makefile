@@ -1,6 +1,7 @@
 # Set-up, demo and tests on a fresh Linux machine with Python 3.11.
 #   make demo   # both environments + the whole pipeline on the tiny offline profile
 #   make test   # both environments + the test suite
+#   make test-fast  # the tests that neither train nor start vLLM (the edit-test loop)
 PYTHON ?= python3.11
 VENV := .venv
 VLLM_VENV := .venv-vllm
@@ -8,7 +9,7 @@ RUN_DIR ?= runs/demo
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo yes)
 VLLM_REQS := $(if $(HAS_GPU),requirements-vllm.txt,requirements-vllm-cpu.txt)
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test test-fast clean
 setup: $(VENV)/.installed $(VLLM_VENV)/.installed
 
 $(VENV)/.installed: requirements.txt
@@ -28,6 +29,9 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest
+
+test-fast: setup
+	$(VENV)/bin/python -m pytest -m "not slow"
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) runs

@@ -34,10 +34,17 @@ class TinyModel(Section):
     seed: int = 0
 
 
+class Columns(Section):
+    """Our name: the reasoning set's column name."""
+    question: str = "question"
+    answer: str = "answer"
+    reasoning: str = "reasoning"
+
+
 class ReasoningSet(Section):
     source: str = "syvai/reasoning-gen"   # hub id, a local .jsonl/.csv/.parquet, or "synthetic"
     split: str = "train"
-    columns: dict[str, str] = {"question": "question", "answer": "answer", "reasoning": "reasoning"}
+    columns: Columns = Columns()
     limit: Optional[int] = Field(None, ge=1)
     n: int = Field(600, ge=1)             # rows of the synthetic set
     task_share: float = Field(1 / 6, ge=0, le=1)  # of those, questions like the task's

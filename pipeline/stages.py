@@ -108,7 +108,8 @@ def generate(ctx: RunContext, shard: str | None = None) -> dict:
                      max_repeat_ratio=ctx.profile["qc"]["max_repeat_ratio"])
     sampling = {k: gen[k] for k in ("temperature", "top_p", "max_tokens")}
     todo, kept, rounds = list(share), {}, []
-    suffix = "" if shard is None else "-shard-{}-of-{}".format(*parse_shard(shard))
+    suffix = "" if shard is None else "-shard-{}-of-{}".format(*parse_shard(shard))  # file names
+    name = "generate" if shard is None else f"generate --shard {shard}"
     with open_session(ctx, f"generate{suffix}") as session:
         for attempt in range(1 + gen["max_retries"]):
             if not todo:
@@ -122,7 +123,7 @@ def generate(ctx: RunContext, shard: str | None = None) -> dict:
                                              seed=gen["seed"] + attempt)
             rounds.append(session.run(job))
             results, missing = ShardStore(work / "shards").merged([r["id"] for r in requests])
-            print(f"generate{suffix} round {attempt}: {len(requests)} ids, {rounds[-1]['skipped_done']} found in "
+            print(f"{name} round {attempt}: {len(requests)} ids, {rounds[-1]['skipped_done']} found in "
                   f"shards (earlier or other machines' runs), {rounds[-1]['generated']} generated now, "
                   f"{len(missing)} missing")
             if missing:
@@ -144,7 +145,7 @@ def generate(ctx: RunContext, shard: str | None = None) -> dict:
     stats["output_tokens_per_s"] = stats["output_tokens"] / stats["wall_seconds"] if stats["wall_seconds"] else None
     if shard is not None:  # the merge (an unsharded rerun) writes the reasonings
         atomic_write_json(shard_summary(ctx, shard), {"shard": shard, "rows": len(share), **stats})
-        print(f"generate{suffix}: {len(kept)}/{len(share)} of this share kept, {len(todo)} dropped; copy the "
+        print(f"{name}: {len(kept)}/{len(share)} of this share kept, {len(todo)} dropped; copy the "
               f"generations/ folders together and run `generate` without --shard to merge")
         return {"shard": shard, **{k: v for k, v in stats.items() if k != "qc"}}
     rows = [{"id": r["id"], "text": r["text"], "label": r["label"], "reasoning": kept[r["id"]]["reasoning"],

@@ -24,9 +24,13 @@ def test_demo_leaves_report_metrics_and_predictions(tiny_run):
     for model in ("baseline", "reasoning"):
         rows = read_jsonl(tiny_run / "predictions" / f"{model}.jsonl")
         assert len(rows) == len(read_jsonl(tiny_run / "data/task/test.jsonl"))
+        max_tokens = {"baseline": 8, "reasoning": 80}[model]  # profiles/tiny.yml predict.max_tokens
         for row in rows:
-            assert {"id", "gold", "pred", "output"} <= set(row)
+            assert {"id", "gold", "pred", "output", "finish_reason"} <= set(row)
             assert row["pred"] is None or row["pred"] in LABELS
+            # the engine's own reason: cut at max_tokens ("length") or ended its turn ("stop")
+            assert row["finish_reason"] in ("stop", "length") and row["output_tokens"] <= max_tokens, row
+            assert row["finish_reason"] != "length" or row["output_tokens"] == max_tokens, row
 
 
 def test_metrics_json_has_the_documented_keys(tiny_run):

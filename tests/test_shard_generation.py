@@ -60,6 +60,7 @@ def test_two_shards_and_a_merge_equal_the_unsharded_run(tiny_run, tmp_path):
     out = _generate(sharded)
     merged = read_json(sharded / "generations" / "generation_stats.json")
     assert [r["generated"] for r in merged["rounds"]] == [0] * len(stats["rounds"]), out
+    assert [r["engine_start_s"] for r in merged["rounds"]] == [0] * len(stats["rounds"])  # no engine was started
     assert read_jsonl(sharded / "generations" / "reasonings.jsonl") == read_jsonl(whole / "generations" / "reasonings.jsonl")
     assert merged["kept"] == stats["kept"] and merged["qc"] == stats["qc"]
 

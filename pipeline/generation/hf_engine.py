@@ -1,6 +1,6 @@
 """Batched transformers engine: the fallback where vLLM is not installed.
 
-Same job and results as the vLLM engine. Prompts are rendered with the same chat
+Same job and results as the vLLM engine (the `Engine` protocol of job.py). Prompts are rendered with the same chat
 template via `apply_chat_template` (which does not add a second BOS), sorted by
 length and left-padded in batches; sampling uses one torch seed per batch.
 """

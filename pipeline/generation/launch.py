@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pipeline.config import ROOT
 from pipeline.generation.job import GenerationJob
+from pipeline.generation.runner import finished
 from pipeline.io import DataError, read_json
 from pipeline.procs import StageFailed, redact, stop, tied_to_parent, tool_env
 
@@ -136,6 +137,9 @@ class GenerationSession:
     def run(self, job: GenerationJob) -> dict:
         """Run `job` to completion (resuming from its shards); returns summed stats."""
         job = job.replace(backend=self.backend)
+        done = finished(job)
+        if done is not None:
+            return done
         self.jobs += 1
         if self.backend == "transformers":
             from pipeline.generation.runner import run_job

@@ -30,6 +30,19 @@ def select_shard(rows: list, shard: str | None) -> list:
     return rows[i::n]
 
 
+def finished(job: GenerationJob) -> dict | None:
+    """The job's stats when its shards already hold every request (a merge, or a rerun after
+    the last chunk): then no engine need start. None while any request is pending."""
+    requests = select_shard(read_jsonl(job.requests), job.shard)
+    rows = {r["id"]: r for r in ShardStore(Path(job.out_dir)).rows()}
+    if not requests or any(r["id"] not in rows for r in requests):
+        return None
+    first = rows[requests[0]["id"]]
+    return {"backend": first["backend"], "backend_version": first["backend_version"], "requests": len(requests),
+            "skipped_done": len(requests), "generated": 0, "output_tokens": 0, "prompt_tokens": 0, "seconds": 0.0,
+            "output_tokens_per_s": None, "engine_start_s": 0.0}
+
+
 def run_job(job: GenerationJob, engine: Engine) -> dict:
     """Generate every pending request of the job; returns throughput numbers."""
     from tqdm import tqdm

@@ -1,8 +1,9 @@
 """vLLM offline engine: all prompts of a chunk submitted at once, one SamplingParams each.
 
-Runs inside the vLLM virtualenv (see requirements-vllm*.txt), started by `worker.py`.
-`LLM.chat` renders the project's chat template (passed explicitly, never the
-tokenizer's default) and reports the prompt token ids it used.
+Implements the `Engine` protocol of job.py. Runs inside the vLLM virtualenv (see
+requirements-vllm*.txt), started by `worker.py`. `LLM.chat` renders the project's chat
+template (passed explicitly, never the tokenizer's default) and reports the prompt
+token ids it used.
 """
 from __future__ import annotations
 
