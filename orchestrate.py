@@ -78,63 +78,62 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in RUN_TOOLS:
-        return run_tool(args)
+    if args.command in RUN_TOOLS:  # classify / export on a finished run
+        return _guarded(lambda: importlib.import_module(RUN_TOOLS[args.command][0]).main(args),
+                        "interrupted: the rows already written are kept")
+    return _guarded(lambda: run_pipeline(args),
+                    "interrupted: finished work is kept; run the same command again to resume")
+
+
+def _guarded(run, interrupted: str) -> int:
+    """Bad input exits 2 with one line, never a traceback; Ctrl-C or SIGTERM exits 130."""
+    from pipeline.io import DataError
+    from pipeline.procs import StageFailed
+
+    try:
+        return run() or 0
+    except (DataError, StageFailed) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return 130
+
+
+def run_pipeline(args) -> int:
+    """The stages (or `plan`) for the parsed command line."""
     from pipeline.config import RunContext, TaskSpec, load_profile
     from pipeline.io import DataError
     from pipeline.preflight import preflight
-    from pipeline.procs import StageFailed
     from pipeline.run import ORDER, run_replicates, run_stages
 
-    try:
-        profile = load_profile(args.profile)
-        ctx = RunContext(profile, TaskSpec.load(args.task), args.run_dir or f"runs/{profile['name']}",
-                         data_dir=args.data_dir, backend=args.backend, gpus=args.gpus, profile_source=args.profile)
-        if args.command == "plan":
-            from pipeline.plan import ASSUMED_MFU, estimate, measured_mfu, render
+    profile = load_profile(args.profile)
+    ctx = RunContext(profile, TaskSpec.load(args.task), args.run_dir or f"runs/{profile['name']}",
+                     data_dir=args.data_dir, backend=args.backend, gpus=args.gpus, profile_source=args.profile)
+    if args.command == "plan":
+        from pipeline.plan import ASSUMED_MFU, estimate, measured_mfu, render
 
-            mfu, source = (args.mfu, "--mfu") if args.mfu else measured_mfu() or (ASSUMED_MFU, "assumed (no measurement)")
-            print(render(estimate(ctx, args.gpu_tflops, mfu, args.gen_tok_s), args.gpu_tflops, mfu, args.gen_tok_s, source))
-            return 0
-        shard = getattr(args, "shard", None)
-        if args.command == "all":
-            names = ORDER
-            if args.from_stage and args.from_stage not in ORDER:
-                raise DataError(f"--from {args.from_stage!r}: choose one of {', '.join(ORDER)}")
-            force = set(ORDER if args.force else ORDER[ORDER.index(args.from_stage):] if args.from_stage else [])
-        else:
-            names = [args.command]
-            force = set(names) if args.force else set()
-        preflight(ctx, names, shard=shard, force=force)  # outside the lock: run_stages takes it
-        if args.check:
-            return 0
-        seeds = args.seeds or profile.get("seeds")
-        if seeds and not shard:
-            run_replicates(ctx, names, force, seeds)
-        else:
-            run_stages(ctx, names, force, shard=shard)
-    except (DataError, StageFailed) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished work is kept; run the same command again to resume", file=sys.stderr)
-        return 130
+        mfu, source = (args.mfu, "--mfu") if args.mfu else measured_mfu() or (ASSUMED_MFU, "assumed (no measurement)")
+        print(render(estimate(ctx, args.gpu_tflops, mfu, args.gen_tok_s), args.gpu_tflops, mfu, args.gen_tok_s, source))
+        return 0
+    shard = getattr(args, "shard", None)
+    if args.command == "all":
+        names = ORDER
+        if args.from_stage and args.from_stage not in ORDER:
+            raise DataError(f"--from {args.from_stage!r}: choose one of {', '.join(ORDER)}")
+        force = set(ORDER if args.force else ORDER[ORDER.index(args.from_stage):] if args.from_stage else [])
+    else:
+        names = [args.command]
+        force = set(names) if args.force else set()
+    preflight(ctx, names, shard=shard, force=force)  # outside the lock: run_stages takes it
+    if args.check:
+        return 0
+    seeds = args.seeds or profile.get("seeds")
+    if seeds and not shard:
+        run_replicates(ctx, names, force, seeds)
+    else:
+        run_stages(ctx, names, force, shard=shard)
     return 0
-
-
-def run_tool(args) -> int:
-    """classify / export: bad input exits 2 with one line, like the stages."""
-    from pipeline.io import DataError
-    from pipeline.procs import StageFailed
-
-    try:
-        return importlib.import_module(RUN_TOOLS[args.command][0]).main(args)
-    except (DataError, StageFailed) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: the rows already written are kept", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

@@ -73,6 +73,21 @@ def _read_manifest(ctx: RunContext) -> Manifest:
                         f"directory over") from None
 
 
+def check_dependencies(ctx: RunContext, names: list[str], manifests: tuple[Manifest, Manifest] | None = None,
+                       fps: dict[str, str] | None = None, will_run: tuple[str, ...] = ()) -> None:
+    """The runner's refusal of a stage whose dependency is neither finished with the current
+    configuration nor among `will_run` (the stages of the same command that run before it)."""
+    manifest, shared = manifests or (_read_manifest(ctx), Manifest(ctx.home / "manifest.json"))
+    fps = fps or fingerprints(ctx)
+    for name in names:
+        for dep in STAGES[name].deps:
+            if dep not in will_run and \
+                    not (shared if dep in SHARED else manifest).is_fresh(dep, fps[dep], STAGES[dep].outputs(ctx)):
+                raise DataError(f"stage {name!r} needs stage {dep!r} finished with the current configuration in "
+                                f"{ctx.home if dep in SHARED else ctx.run_dir}; run `{ctx.command(dep)}` "
+                                f"(or `{ctx.command('all')}`) first")
+
+
 def run_stages(ctx: RunContext, names: list[str], force: set[str] = frozenset(), shard: str | None = None) -> None:
     """Run `names` in order; `shard` ("i/N", generate only) runs one machine's share of generate."""
     if shard and list(names) != ["generate"]:
@@ -86,11 +101,7 @@ def run_stages(ctx: RunContext, names: list[str], force: set[str] = frozenset(),
             if ctx.shared_dir and name in SHARED:
                 raise DataError(f"{ctx.run_dir}: a replicate runs no {name!r}; its data engine lives in {ctx.shared_dir}")
             st, rec = STAGES[name], record_name(name, shard)
-            for dep in st.deps:
-                if not (shared if dep in SHARED else manifest).is_fresh(dep, fps[dep], STAGES[dep].outputs(ctx)):
-                    raise DataError(f"stage {name!r} needs stage {dep!r} finished with the current configuration in "
-                                    f"{ctx.home if dep in SHARED else ctx.run_dir}; run `{ctx.command(dep)}` "
-                                    f"(or `{ctx.command('all')}`) first")
+            check_dependencies(ctx, [name], (manifest, shared), fps)
             if name not in force and manifest.is_fresh(rec, fps[name], outputs(ctx, name, shard)):
                 again = ctx.command("all", "--from", name) if len(names) > 1 else ctx.command(name, "--force")
                 print(f"[{rec}] up to date, skipped (to rerun it: {again})")

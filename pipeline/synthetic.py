@@ -230,15 +230,17 @@ def make_reasoning_set(n: int, seed: int = 0, *, labels: Sequence[str] = DAIR_LA
     A `task_share` of the rows are classification questions like the task's (`task_question`
     renders a text into one; the answer is one of `labels`, the reasoning quotes the text's cue
     word): the rows a general reasoning set holds that resemble the task. The rest mix the other
-    kinds evenly. The reasoning carries the evidence and the answer, so a model trained on it
-    writes reasonings that say why the gold label fits."""
+    kinds evenly. The task rows' reasoning names the answer first, then the evidence: a tiny model
+    learns to repeat the given answer from a fixed distance long before it learns to find it
+    anywhere in the prompt (whose question lists every label), so its reasonings support the gold
+    label instead of naming a random one."""
     rng = random.Random(seed)
     cues = cue_words(labels)
 
     def task_kind(rng: random.Random) -> tuple[str, str, str]:
         label = rng.choice(list(labels))
         text, cue = _sentence(rng, cues[label])
-        return task_question(text), label, f"The text says '{cue}', a word of {label}. So the answer is {label}."
+        return task_question(text), label, f"The answer is {label}: the text says '{cue}', a word of {label}."
 
     n_task = round(n * task_share)
     kinds = [task_kind] * n_task + [_OTHER_KINDS[i % len(_OTHER_KINDS)] for i in range(n - n_task)]

@@ -16,9 +16,10 @@ SHARED_EMOTION = ROOT.parent / "shared" / "data" / "emotion"
 
 
 def pytest_collection_modifyitems(items):
-    """`slow`: every test that needs the tiny run, trains, or starts vLLM (`pytest -m "not slow"` skips them)."""
+    """`slow`: every test that needs the tiny run (or the own-task run), trains, or starts vLLM (`pytest -m "not slow"` skips them)."""
     for item in items:
-        if "tiny_run" in item.fixturenames or item.get_closest_marker("vllm") or item.get_closest_marker("e2e"):
+        if {"tiny_run", "own_task_run"} & set(item.fixturenames) or item.get_closest_marker("vllm") \
+                or item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.slow)
 
 

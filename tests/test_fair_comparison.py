@@ -130,6 +130,7 @@ def test_report_warns_loudly_when_the_comparison_is_not_controlled(tiny_run, tmp
 
 
 # ---------------------------------------------------------------- train/test overlap
+@pytest.mark.slow  # prepare builds the tiny model and reads all 18k rows
 def test_overlap_of_the_real_emotion_split_is_counted_and_can_be_dropped(shared_emotion, tmp_path, capsys):
     train = read_text_label_file(shared_emotion / "train.txt", LABELS)
     test = read_text_label_file(shared_emotion / "test.txt", LABELS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pipeline import prompts
 from pipeline.preflight import inputs, resources, templates
 from pipeline.config import RunContext, TaskSpec, load_profile
 from pipeline.io import DataError
+from pipeline.run import ORDER
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = ROOT / "tests" / "bad_inputs"
@@ -94,6 +96,20 @@ def test_orchestrate_runs_preflight_before_any_stage(tmp_path):
                str(BAD / "data" / "duplicate_texts"), "--run-dir", str(tmp_path / "run"), check_only=False, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stdout, proc.stdout
     assert "duplicate_texts/train.txt:5: field 'text' duplicates line 2" in proc.stdout
+    assert not (tmp_path / "run" / "models").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generate"], "stage 'generate' needs stage 'prepare' finished"),
+    (["all", "--gpus", "2"], "training asks for 2 GPUs (--gpus / train.gpus) but no NVIDIA GPU is visible"),
+])
+def test_check_refuses_what_the_run_would_refuse(argv, message, tmp_path, monkeypatch):
+    """`--check` on an empty run directory or with GPUs this machine lacks fails as the run would."""
+    monkeypatch.setattr(resources, "visible_gpus", lambda: 0)
+    ctx = RunContext(load_profile("tiny"), TaskSpec.load("emotion"), tmp_path / "run", gpus=2 if "--gpus" in argv else None)
+    names = list(ORDER) if argv[0] == "all" else argv[:1]
+    with pytest.raises(DataError, match=re.escape(message)):
+        pf.preflight(ctx, names, echo=False)
     assert not (tmp_path / "run" / "models").exists()
 
 

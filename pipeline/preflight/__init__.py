@@ -66,6 +66,8 @@ def preflight(ctx: RunContext, stages: list[str], *, shard: str | None = None,
         parse_shard(shard)
         done.append("shard")
     pending = run.pending(ctx, stages, force, shard)  # the runner's own list
+    if not ctx.shared_dir:  # a replicate's data engine is checked in its parent run
+        run.check_dependencies(ctx, pending, will_run=tuple(pending))
     rows: dict[str, list[dict]] = {}
     if "prepare" in pending:
         if ctx.data_dir is not None:

@@ -96,6 +96,11 @@ def check_devices(ctx: RunContext, pending: list[str]) -> bool:
     if not needs_gen and not training:
         return False
     backend = resolve_backend(ctx.generation.get("backend", "auto")) if needs_gen else None
+    want = ctx.gpus or int((ctx.profile.get("train") or {}).get("gpus", 1))
+    if training and want > 1:  # Axolotl's multi-GPU launcher, whatever the profile's device
+        _enough_gpus(visible_gpus(), want, f"training asks for {want} GPUs (--gpus / train.gpus) but no NVIDIA GPU "
+                                           f"is visible; drop --gpus or run on a GPU machine",
+                     f"training asks for {want} GPUs (--gpus / train.gpus) but {visible_gpus()} are visible")
     if profile_device(ctx.profile) == "cpu":
         return True
     name = ctx.profile.get("name")
