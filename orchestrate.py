@@ -14,6 +14,7 @@ import argparse
 import importlib
 import signal
 import sys
+from pathlib import Path
 
 STAGE_HELP = {
     "prepare": "load the task splits and the reasoning set, render prompts, write Axolotl JSONL",
@@ -45,10 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orchestrate.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--profile", default="paper", help="profiles/<name>.yml: paper (default) or tiny")
+    common.add_argument("--profile", help="profiles/<name>.yml (paper, tiny) or your own .yml; default: the one the "
+                                          "run directory was made with, else paper")
     common.add_argument("--run-dir", help="run directory (default: runs/<profile>)")
-    common.add_argument("--task", default="emotion", help="tasks/<name>.yml, or the path of your own task.yml (default: emotion)")
-    common.add_argument("--data-dir", help="folder with the task's text files, e.g. ../shared/data/emotion")
+    common.add_argument("--task", help="tasks/<name>.yml, or the path of your own task.yml; default: the run "
+                                       "directory's, else emotion")
+    common.add_argument("--data-dir", help="folder with the task's text files, e.g. ../shared/data/emotion "
+                                           "(default: the run directory's)")
     common.add_argument("--backend", choices=["auto", "vllm", "transformers", "ray"],
                         help="generation backend (default: the profile's, auto); ray: vLLM replicas on the Ray "
                              "cluster named by RAY_ADDRESS (a local one-node Ray when unset)")
@@ -100,16 +104,34 @@ def _guarded(run, interrupted: str) -> int:
         return 130
 
 
+def context_for(args):
+    """The RunContext of the command line. A run directory remembers how it was made (profile,
+    task, data directory in its manifest): later commands on it need only --run-dir, and a
+    different --profile is refused. Without a run directory: runs/<profile>."""
+    from pipeline.config import RunContext, TaskSpec, load_profile, read_manifest, recorded_task
+    from pipeline.io import DataError
+
+    made = read_manifest(args.run_dir) if args.run_dir and (Path(args.run_dir) / "manifest.json").exists() else None
+    source = args.profile or (made and made.get("profile_source", made["profile"]["name"])) or "paper"
+    profile = load_profile(source)
+    if made and args.profile and profile["name"] != made["profile"]["name"]:
+        raise DataError(f"{args.run_dir} was made with profile {made['profile']['name']!r}, not {profile['name']!r}: a "
+                        f"run directory keeps its profile (its stages and fingerprints depend on it). Omit --profile "
+                        f"to continue this run, or give another --run-dir for a run with {profile['name']!r}")
+    task = args.task or (made and recorded_task(made)) or "emotion"
+    return RunContext(profile, TaskSpec.load(task), args.run_dir or f"runs/{profile['name']}",
+                      data_dir=args.data_dir or (made or {}).get("data_dir"), backend=args.backend, gpus=args.gpus,
+                      profile_source=source)
+
+
 def run_pipeline(args) -> int:
     """The stages (or `plan`) for the parsed command line."""
-    from pipeline.config import RunContext, TaskSpec, load_profile
     from pipeline.io import DataError
     from pipeline.preflight import preflight
     from pipeline.run import ORDER, run_replicates, run_stages
 
-    profile = load_profile(args.profile)
-    ctx = RunContext(profile, TaskSpec.load(args.task), args.run_dir or f"runs/{profile['name']}",
-                     data_dir=args.data_dir, backend=args.backend, gpus=args.gpus, profile_source=args.profile)
+    ctx = context_for(args)
+    profile = ctx.profile
     if args.command == "plan":
         from pipeline.plan import ASSUMED_MFU, estimate, measured_mfu, render
 

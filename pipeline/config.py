@@ -200,6 +200,29 @@ def _template_name(spec: Path, fld: str, name) -> str:
     raise DataError(f"{spec}: field '{fld}': {name} is neither next to the spec ({spec.parent}) nor in {PROMPTS_DIR}")
 
 
+def read_manifest(run_dir: str | Path) -> dict:
+    """A run directory's manifest.json, or a DataError naming the path."""
+    path = Path(run_dir) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{run_dir}: not a run directory (no manifest.json); "
+                        f"give the --run-dir of a run made by `orchestrate.py all`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("profile"), dict) \
+            or not isinstance(manifest.get("task"), dict):
+        raise DataError(f"{path}: no 'profile' and 'task' recorded; not a manifest written by orchestrate.py")
+    return manifest
+
+
+def recorded_task(manifest: dict) -> str:
+    """The task spec a run was made with: its recorded path, or its name for a copied run directory."""
+    task = manifest["task"]
+    spec = Path(task.get("spec") or "")
+    return str(spec if spec.is_file() else spec_path(task.get("name") or str(spec), TASKS_DIR, "task spec"))
+
+
 @dataclass
 class RunContext:
     """Everything a stage needs: the merged profile, the task spec and the run directory.
@@ -233,25 +256,10 @@ class RunContext:
     def from_run_dir(cls, run_dir: str | Path, backend: str | None = None) -> "RunContext":
         """The context a run directory was made with, from its manifest (merged profile, task
         spec, data directory), so commands on a finished run need only `--run-dir`."""
-        run_dir = Path(run_dir)
-        path = run_dir / "manifest.json"
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DataError(f"{run_dir}: not a run directory (no manifest.json); "
-                            f"give the --run-dir of a run made by `orchestrate.py all`") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DataError(f"{path}: not valid JSON ({e})") from None
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("profile"), dict) \
-                or not isinstance(manifest.get("task"), dict):
-            raise DataError(f"{path}: no 'profile' and 'task' recorded; not a manifest written by orchestrate.py")
-        task = manifest["task"]
-        spec = Path(task.get("spec") or "")
-        if not spec.is_file():  # a run directory copied from another checkout: the task by name
-            spec = spec_path(task.get("name") or str(spec), TASKS_DIR, "task spec")
-        return cls(manifest["profile"], TaskSpec.load(str(spec)), run_dir, data_dir=manifest.get("data_dir"),
-                   backend=backend, shared_dir=manifest.get("shared_dir"),
-                   seed=(manifest.get("seeds") or {}).get("replicate"))
+        manifest = read_manifest(run_dir)
+        return cls(manifest["profile"], TaskSpec.load(recorded_task(manifest)), run_dir,
+                   data_dir=manifest.get("data_dir"), backend=backend, shared_dir=manifest.get("shared_dir"),
+                   seed=(manifest.get("seeds") or {}).get("replicate"), profile_source=manifest.get("profile_source"))
 
     # --- paths of the run directory (the stages' declared inputs and outputs) ---
     @property

@@ -38,6 +38,7 @@ def _move_aside(ctx: RunContext, paths: list[Path], old_fp: str) -> None:
 def _record_run(ctx: RunContext, manifest: Manifest) -> None:
     manifest.data["environment"] = environment()
     manifest.data["profile"] = ctx.profile
+    manifest.data["profile_source"] = ctx.profile_source or ctx.profile["name"]  # what --profile said
     manifest.data["task"] = {"name": ctx.task.name, "spec": str(ctx.task.path), "sha256": file_hash(ctx.task.path)}
     manifest.data["templates"] = {p.name: file_hash(p) for p in template_paths(ctx.task)}
     manifest.data["data_dir"] = str(ctx.data_dir) if ctx.data_dir else None

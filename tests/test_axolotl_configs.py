@@ -143,13 +143,10 @@ def test_shipped_configs_differ_only_in_paths_and_schedule():
 
 @pytest.mark.parametrize("which", TRAINED_MODELS)
 def test_shipped_paths_are_where_orchestrate_writes_by_default(which, at_root):
-    from orchestrate import build_parser
+    from orchestrate import build_parser, context_for
 
-    args = build_parser().parse_args(["prepare" if which == "stage1" else "build-stage2"])
-    assert (args.profile, args.run_dir, args.task) == ("paper", None, "emotion")  # main(): run dir runs/<profile>
-    profile = load_profile(args.profile)
-    ctx = RunContext(profile, TaskSpec.load(args.task), f"runs/{profile['name']}")
-    assert ctx.run_dir == ROOT / "runs" / "paper"
+    ctx = context_for(build_parser().parse_args(["prepare" if which == "stage1" else "build-stage2"]))
+    assert (ctx.profile["name"], ctx.task.name, ctx.run_dir) == ("paper", "emotion", ROOT / "runs" / "paper")
     cfg = _shipped(which)
     assert cfg["datasets"][0]["path"] == str(ctx.train_set(which).relative_to(ROOT))
     assert cfg["dataset_prepared_path"] == str((ctx.run_dir / "prepared" / which).relative_to(ROOT))

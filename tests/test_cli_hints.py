@@ -60,3 +60,12 @@ def test_all_skip_hint_uses_from(own_task_run):
         args = orchestrate.build_parser().parse_args(argv[2:])
         assert args.command == "all" and args.from_stage and f"[{args.from_stage}] up to date" in out
         assert args.task == str(task_dir / "task.yml") and (ROOT / args.profile).resolve() == ROOT / "tests" / "helpers" / "tiny_fast.yml"
+
+
+def test_a_run_directory_remembers_its_profile(tiny_run):
+    """Later commands on a run need only --run-dir; another --profile is refused with the reason."""
+    out = run_cli("evaluate", "--run-dir", str(tiny_run)).stdout
+    assert "[evaluate] up to date, skipped" in out and "--profile tiny" in out
+    proc = run_cli("evaluate", "--run-dir", str(tiny_run), "--profile", "paper", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stdout
+    assert f"{tiny_run} was made with profile 'tiny', not 'paper'" in proc.stdout

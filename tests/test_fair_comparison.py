@@ -17,8 +17,8 @@ from pipeline.config import RunContext, TaskSpec, load_profile
 from pipeline.data import read_text_label_file, train_test_overlap
 from pipeline.io import ids_digest, read_json, read_jsonl
 from pipeline.preflight.inputs import check_data_dir
+from pipeline.run import ORDER, run_replicates
 from pipeline.train import resolve_config
-from tests.conftest import orchestrate
 
 LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
 
@@ -153,15 +153,19 @@ def test_overlap_of_the_real_emotion_split_is_counted_and_can_be_dropped(shared_
 
 
 # ---------------------------------------------------------------- seeds
-def test_seeds_train_replicates_over_one_data_engine_and_aggregate(tiny_run, tmp_path):
+def test_seeds_train_replicates_over_one_data_engine_and_aggregate(tiny_run, tmp_path, capfd):
     """`all --seeds 1,2` on a finished run: the data engine is reused, stage 2 and the baseline are
     trained per seed in RUN/seed-N, and RUN's report gives mean and spread and McNemar per seed."""
+    from orchestrate import build_parser
+
+    assert build_parser().parse_args(["all", "--seeds", "1,2"]).seeds == [1, 2]
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("checkpoint-*"))
-    profile = tmp_path / "few-steps.yml"
-    profile.write_text(yaml.safe_dump({"inherit": "tiny", "train": {
-        "stage2": {"max_steps": 20, "save_steps": 20}, "baseline": {"max_steps": 20, "save_steps": 20}}}))
-    out = orchestrate("all", "--profile", str(profile), "--run-dir", str(run), "--seeds", "1,2").stdout
+    ctx = RunContext.from_run_dir(run)
+    for which in ("stage2", "baseline"):  # fewer steps per replicate: this tests the mechanics
+        ctx.profile["train"][which] = {"max_steps": 20, "save_steps": 20}
+    run_replicates(ctx, ORDER, set(), [1, 2])
+    out = capfd.readouterr().out
     for stage in ("prepare", "train-stage1", "generate", "build-stage2"):
         assert f"[{stage}] up to date, skipped" in out
     for seed in (1, 2):
