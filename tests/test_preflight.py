@@ -103,13 +103,13 @@ def test_orchestrate_runs_preflight_before_any_stage(tmp_path):
     (["generate"], "stage 'generate' needs stage 'prepare' finished"),
     (["all", "--gpus", "2"], "training asks for 2 GPUs (--gpus / train.gpus) but no NVIDIA GPU is visible"),
 ])
-def test_check_refuses_what_the_run_would_refuse(argv, message, tmp_path, monkeypatch):
+def test_check_refuses_what_the_run_would_refuse(argv, message, tmp_path, monkeypatch, capsys):
     """`--check` on an empty run directory or with GPUs this machine lacks fails as the run would."""
+    import orchestrate
+
     monkeypatch.setattr(resources, "visible_gpus", lambda: 0)
-    ctx = RunContext(load_profile("tiny"), TaskSpec.load("emotion"), tmp_path / "run", gpus=2 if "--gpus" in argv else None)
-    names = list(ORDER) if argv[0] == "all" else argv[:1]
-    with pytest.raises(DataError, match=re.escape(message)):
-        pf.preflight(ctx, names, echo=False)
+    code = orchestrate.main([*argv, "--profile", "tiny", "--run-dir", str(tmp_path / "run"), "--check"])
+    assert code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "run" / "models").exists()
 
 

@@ -47,7 +47,7 @@ import time
 
 from pipeline.config import RunContext
 from pipeline.generation.runner import parse_shard
-from pipeline.preflight.inputs import check_data_dir, check_reasoning_set, check_run_splits
+from pipeline.preflight.inputs import check_data_dir, check_reasoning_set, check_run_splits, overlap_note
 from pipeline.preflight.resources import TRAINING, check_axolotl_configs, check_base_model, check_devices, check_disk
 from pipeline.preflight.templates import SAMPLE_TEXT, check_lengths, check_templates
 
@@ -66,8 +66,6 @@ def preflight(ctx: RunContext, stages: list[str], *, shard: str | None = None,
         parse_shard(shard)
         done.append("shard")
     pending = run.pending(ctx, stages, force, shard)  # the runner's own list
-    if not ctx.shared_dir:  # a replicate's data engine is checked in its parent run
-        run.check_dependencies(ctx, pending, will_run=tuple(pending))
     rows: dict[str, list[dict]] = {}
     if "prepare" in pending:
         if ctx.data_dir is not None:
@@ -95,6 +93,9 @@ def preflight(ctx: RunContext, stages: list[str], *, shard: str | None = None,
         check_disk(ctx, training)
         check_axolotl_configs(ctx, training)
         done += ["disk", "axolotl configs"]
+    note = overlap_note(ctx, rows)
+    if echo and note:
+        print(f"[preflight] {note}")
     if echo:
         print(f"[preflight] ok: {', '.join(done) or 'nothing to check'} "
               f"({', '.join(pending) or ('every stage up to date' if stages else 'no stage requested')}) "

@@ -16,13 +16,17 @@ def check_data_dir(ctx: RunContext) -> dict[str, list[dict]]:
     for split, rows in used.items():
         _check_duplicate_texts(ctx.data_dir / ctx.task.text_files[split], rows,
                                ctx.profile["task_data"]["duplicate_texts"], ctx.profile["task_data"].get(f"limit_{split}"))
-    if {"train", "test"} <= set(used):
-        n, _ = train_test_overlap(used["train"], used["test"])
-        if n:
-            fate = "left out" if ctx.profile["task_data"]["drop_test_overlap"] else \
-                "kept (task_data.drop_test_overlap: true leaves them out)"
-            print(f"[preflight] {n} test texts also occur in the train split; those train rows are {fate}")
     return used
+
+
+def overlap_note(ctx: RunContext, rows: dict[str, list[dict]]) -> str | None:
+    """How many test texts also occur in the train split, and what prepare does with them."""
+    n = train_test_overlap(rows["train"], rows["test"])[0] if {"train", "test"} <= set(rows) else 0
+    if not n:
+        return None
+    fate = "left out" if ctx.profile["task_data"]["drop_test_overlap"] else \
+        "kept (task_data.drop_test_overlap: true leaves them out)"
+    return f"{n} test texts also occur in the train split; those train rows are {fate}"
 
 
 def _check_duplicate_texts(path: Path, rows: list[dict], policy: str, limit: int | None) -> None:
