@@ -14,7 +14,8 @@ import json
 
 import yaml
 
-from pipeline.config import AXOLOTL_CONFIGS_DIR, ROOT, RunContext
+from pipeline.config import ROOT, RunContext
+from pipeline.train import resolve_config
 
 CHARS_PER_TOKEN = 4.0
 H100_BF16_DENSE_TFLOPS = 989.0
@@ -55,23 +56,52 @@ def _tokens_in(path) -> tuple[int, float] | None:
     return rows, chars / CHARS_PER_TOKEN
 
 
+def _task_rows(ctx: RunContext) -> int | None:
+    """Train rows the task will have: the run's prepared split, else --data-dir's train file (with the
+    profile's limit), else the synthetic size; None for a hub dataset not yet downloaded."""
+    spec = ctx.profile["task_data"]
+    if ctx.task_split("train").exists():
+        return _tokens_in(ctx.task_split("train"))[0]
+    if ctx.data_dir is not None:
+        from pipeline.data import read_data_dir
+
+        return len(read_data_dir(ctx)["train"])
+    return spec["n_train"] if spec["source"] == "synthetic" else spec.get("limit_train")
+
+
+def _reasoning_rows(ctx: RunContext) -> int | None:
+    spec = ctx.profile["reasoning_set"]
+    return spec["limit"] or (spec["n"] if spec["source"] == "synthetic" else None)
+
+
 def estimate(ctx: RunContext, gpu_tflops: float, mfu: float, gen_tok_s: float) -> list[dict]:
+    from pipeline.preflight.resources import param_count
+
     plan = ctx.profile["plan"]
-    params = float(plan["parameters"])
+    params = float(param_count(ctx)[0] or plan["parameters"])  # the base model's own count where known
+    tiny = ctx.profile["base_model"] == "tiny"
+    layers = ctx.profile["tiny_model"]["num_layers"] if tiny else plan["layers"]
+    hidden = ctx.profile["tiny_model"]["hidden_size"] if tiny else plan["hidden_size"]
     rows_out = []
+    task_rows = _task_rows(ctx)
     for which in ("stage1", "stage2", "baseline"):
-        with open(AXOLOTL_CONFIGS_DIR / f"{which}.yml", encoding="utf-8") as f:
-            epochs = yaml.safe_load(f).get("num_epochs", 1)
+        cfg = resolve_config(ctx, which)  # the profile's own overrides: epochs, max_steps, batch sizes
         measured = _tokens_in(ctx.train_set(which))
-        rows, tokens = measured or (plan[which]["rows"], plan[which]["rows"] * plan[which]["tokens_per_row"])
-        per_token = train_flop_per_token(params, plan["layers"], plan["hidden_size"], tokens / max(rows, 1))
-        flop = per_token * tokens * epochs
-        rows_out.append({"stage": f"train-{which}", "rows": rows, "tokens": tokens * epochs, "flop": flop,
+        rows = (_reasoning_rows(ctx) or plan[which]["rows"]) if which == "stage1" else task_rows or plan[which]["rows"]
+        rows, tokens = measured or (rows, rows * plan[which]["tokens_per_row"])
+        per_token = train_flop_per_token(params, layers, hidden, tokens / max(rows, 1))
+        seen = tokens * cfg.get("num_epochs", 1)
+        if cfg.get("max_steps"):  # a step count caps the pass over the data
+            per_step = cfg["micro_batch_size"] * cfg.get("gradient_accumulation_steps", 1)
+            seen = cfg["max_steps"] * per_step * tokens / max(rows, 1)
+        flop = per_token * seen
+        rows_out.append({"stage": f"train-{which}", "rows": rows, "tokens": seen, "flop": flop,
                          "floor_h": flop / (gpu_tflops * 1e12) / 3600, "expected_h": flop / (gpu_tflops * 1e12 * mfu) / 3600,
-                         "source": "run dir" if measured else "profile"})
+                         "source": "run dir" if measured else "profile" if which == "stage1" or not task_rows else "data"})
     gen = plan["generate"]
-    out_tokens = gen["rows"] * gen["output_tokens_per_row"] * (1 + gen.get("retry_share", 0.0))
-    rows_out.append({"stage": "generate", "rows": gen["rows"], "tokens": out_tokens, "flop": 2 * params * out_tokens,
+    gen_rows = task_rows or gen["rows"]
+    out_tokens = gen_rows * gen["output_tokens_per_row"] * (1 + gen.get("retry_share", 0.0))
+    rows_out.append({"stage": "generate", "rows": gen_rows, "tokens": out_tokens, "flop": 2 * params * out_tokens,
                      "floor_h": 2 * params * out_tokens / (gpu_tflops * 1e12) / 3600,
                      "expected_h": out_tokens / gen_tok_s / 3600, "source": "profile"})
     pred = plan["predict"]

@@ -47,3 +47,19 @@ def test_no_measurement_of_the_shipped_config_means_no_default(tmp_path):
 def test_flop_per_token_adds_attention_over_the_row():
     # Llama-3.2-1B, 350-token rows: 6N plus 12 x 16 layers x 2048 hidden x 350 tokens
     assert train_flop_per_token(1.236e9, 16, 2048, 350) == 6 * 1.236e9 + 137_625_600
+
+
+def test_plan_uses_the_profiles_and_the_datas_own_sizes(shared_emotion):
+    """`plan --profile tiny` counts the tiny model and its 600 synthetic rows, not the paper's;
+    --data-dir counts the train file's rows."""
+    from orchestrate import build_parser, context_for
+    from pipeline.plan import estimate
+
+    tiny = {r["stage"]: r for r in estimate(context_for(build_parser().parse_args(["plan", "--profile", "tiny"])),
+                                            989.0, 0.3, 20000.0)}
+    assert tiny["train-stage1"]["rows"] == tiny["train-stage2"]["rows"] == 600
+    assert tiny["train-stage2"]["tokens"] == 150 * 16 * 67  # max_steps x rows per step x tokens per row
+    real = {r["stage"]: r for r in estimate(context_for(build_parser().parse_args(
+        ["plan", "--profile", "paper", "--data-dir", str(shared_emotion)])), 989.0, 0.3, 20000.0)}
+    assert real["train-baseline"]["rows"] == real["generate"]["rows"] == 16000
+    assert real["train-baseline"]["source"] == "data"
