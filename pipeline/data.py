@@ -120,12 +120,9 @@ def load_reasoning_set(ctx: RunContext) -> list[dict]:
     spec = ctx.profile["reasoning_set"]
     source = spec["source"]
     if source == "synthetic":
-        from pipeline.prompts import question
         from pipeline.synthetic import make_reasoning_set
 
-        rows = make_reasoning_set(spec["n"], seed=ctx.profile.get("seed", 0), labels=ctx.task.labels,
-                                  task_question=lambda text: question(ctx.task, text),
-                                  task_share=spec.get("task_share", 1 / 6))
+        rows = make_reasoning_set(spec["n"], seed=ctx.profile.get("seed", 0))
     else:
         raw = read_table(Path(source)) if _is_local(source) else read_hub(source, spec.get("split", "train"))
         rows = map_columns(raw, spec["columns"], source)

@@ -47,7 +47,6 @@ class ReasoningSet(Section):
     columns: Columns = Columns()
     limit: Optional[int] = Field(None, ge=1)
     n: int = Field(600, ge=1)             # rows of the synthetic set
-    task_share: float = Field(1 / 6, ge=0, le=1)  # of those, questions like the task's
 
 
 class TaskData(Section):

@@ -16,7 +16,7 @@ import itertools
 import random
 import re
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 DAIR_LABELS = ("sadness", "joy", "love", "anger", "fear", "surprise")
 # Class shares of the real dair-ai/emotion train split, in the order of DAIR_LABELS.
@@ -160,6 +160,13 @@ _OPS = (("plus", lambda a, b: a + b, "Adding {b} to {a} gives {r}."),
         ("times", lambda a, b: a * b, "{a} groups of {b} make {r}."))
 
 
+def _q_emotion(rng: random.Random) -> tuple[str, str, str]:
+    label = rng.choice(DAIR_LABELS)
+    text, cue = _sentence(rng, _CUES[label])
+    return (f'What feeling does this sentence express: "{text}"?', label,
+            f"The text says '{cue}', a word of {label}. So the emotion is {label}.")
+
+
 def _q_sentiment(rng: random.Random) -> tuple[str, str, str]:
     thing, positive = rng.choice(_REVIEWED), rng.random() < 0.5
     word = rng.choice(_PRAISE if positive else _BLAME)
@@ -215,35 +222,14 @@ def _q_odd_one_out(rng: random.Random) -> tuple[str, str, str]:
             f"So the answer is {odd}.")
 
 
-_OTHER_KINDS = (_q_sentiment, _q_arithmetic, _q_compare_numbers, _q_compare_people, _q_odd_one_out)
+_QUESTION_KINDS = (_q_emotion, _q_sentiment, _q_arithmetic, _q_compare_numbers,
+                   _q_compare_people, _q_odd_one_out)
 
 
-def _default_question(text: str) -> str:
-    return f'What feeling does this sentence express: "{text}"?'
-
-
-def make_reasoning_set(n: int, seed: int = 0, *, labels: Sequence[str] = DAIR_LABELS,
-                       task_question: Callable[[str], str] = _default_question,
-                       task_share: float = 1 / 6) -> list[dict]:
-    """`n` rows `{"question", "answer", "reasoning"}`, questions unique.
-
-    A `task_share` of the rows are classification questions like the task's (`task_question`
-    renders a text into one; the answer is one of `labels`, the reasoning quotes the text's cue
-    word): the rows a general reasoning set holds that resemble the task. The rest mix the other
-    kinds evenly. The task rows' reasoning names the answer first, then the evidence: a tiny model
-    learns to repeat the given answer from a fixed distance long before it learns to find it
-    anywhere in the prompt (whose question lists every label), so its reasonings support the gold
-    label instead of naming a random one."""
+def make_reasoning_set(n: int, seed: int = 0) -> list[dict]:
+    """`n` rows `{"question", "answer", "reasoning"}`, the kinds mixed evenly, questions unique."""
     rng = random.Random(seed)
-    cues = cue_words(labels)
-
-    def task_kind(rng: random.Random) -> tuple[str, str, str]:
-        label = rng.choice(list(labels))
-        text, cue = _sentence(rng, cues[label])
-        return task_question(text), label, f"The answer is {label}: the text says '{cue}', a word of {label}."
-
-    n_task = round(n * task_share)
-    kinds = [task_kind] * n_task + [_OTHER_KINDS[i % len(_OTHER_KINDS)] for i in range(n - n_task)]
+    kinds = [_QUESTION_KINDS[i % len(_QUESTION_KINDS)] for i in range(n)]
     rng.shuffle(kinds)
     rows, seen = [], set()
     for kind in kinds:

@@ -66,7 +66,7 @@ def test_reasoning_set_mixes_kinds_and_concludes_with_the_answer():
     for r in rows:
         assert set(r) == {"question", "answer", "reasoning"}
         assert 1 <= len(re.split(r"(?<=\.) ", r["reasoning"])) <= 3
-        assert r["reasoning"].endswith(f" {r['answer']}.")
+        assert r["reasoning"].endswith(f" is {r['answer']}.")
 
 
 def test_tokenizer_corpus_covers_prompts_cues_and_labels():
