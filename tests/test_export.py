@@ -39,7 +39,7 @@ def card(path: Path) -> tuple[dict, str]:
     return yaml.safe_load(header), body
 
 
-def test_dataset_reloads_with_the_runs_rows(exported, run_dir, monkeypatch):
+def test_dataset_reloads_with_the_runs_rows(exported, run_dir, monkeypatch, tmp_path):
     from datasets import load_dataset, load_from_disk
 
     for k, v in OFFLINE.items():
@@ -49,10 +49,12 @@ def test_dataset_reloads_with_the_runs_rows(exported, run_dir, monkeypatch):
         assert want, rel
         parquet = sorted((exported / "dataset" / name).glob("*.parquet"))
         assert [p.name for p in parquet] == ["train-00000-of-00001.parquet"]
-        assert load_dataset("parquet", data_files={"train": [str(p) for p in parquet]})["train"].to_list() == want
+        # a private cache: `datasets` may otherwise return an earlier export's rows from ~/.cache
+        assert load_dataset("parquet", data_files={"train": [str(p) for p in parquet]},
+                            cache_dir=str(tmp_path))["train"].to_list() == want
         assert load_from_disk(str(exported / "arrow" / name))["train"].to_list() == want
         # the card's `configs` make the folder itself loadable by config name, as on the hub
-        assert load_dataset(str(exported / "dataset"), name)["train"].to_list() == want
+        assert load_dataset(str(exported / "dataset"), name, cache_dir=str(tmp_path))["train"].to_list() == want
 
 
 def test_dataset_card_states_the_runs_settings(exported, run_dir):
