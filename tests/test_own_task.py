@@ -70,7 +70,7 @@ def test_csv_labels_may_be_indices_and_jsonl_works(tmp_path):
     assert [(r["text"], r["label"]) for r in splits["train"]] == [("good, very good", "positive"), ("bad", "negative")]
     assert [(r["text"], r["label"]) for r in splits["test"]] == [("fine", "positive")]
     (tmp_path / "train.csv").write_text("text,y\nx,1\n")
-    with pytest.raises(DataError, match=r"train\.csv: column\(s\) \['txt'\] not found; the data has columns \['text', 'y'\]"):
+    with pytest.raises(DataError, match=r"train\.csv:2: column 'txt' \(text\) is missing; this row has columns \['text', 'y'\]"):
         load_task_splits(ctx)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import orchestrate
+from pipeline.config import load_profile
 from pipeline.generation.runner import select_shard
 from pipeline.io import atomic_write_json, atomic_write_jsonl, read_json, read_jsonl
 
@@ -18,8 +19,17 @@ pytestmark = pytest.mark.slow
 N_TRAIN = 48  # a subset of the tiny run's train split keeps four generate runs short
 
 
+def _qc_profile(folder: Path) -> Path:
+    """The tiny profile with the quality filter on, so that generate has retry rounds to shard."""
+    path = folder / "tiny-qc.yml"
+    if not path.exists():
+        path.write_text("inherit: tiny\nqc: {enabled: true}\n")
+    return path
+
+
 def _copy_trained(tiny_run: Path, dest: Path) -> Path:
-    """A run directory with the tiny run's prepare and train-stage1 (and its manifest records) only."""
+    """A run directory with the tiny run's prepare and train-stage1 (and its manifest records) only,
+    recorded as made with the quality-filter profile (the same data and stage 1 as tiny's)."""
     shutil.copytree(tiny_run / "data", dest / "data")
     shutil.copytree(tiny_run / "models" / "stage1", dest / "models" / "stage1")
     train = read_jsonl(dest / "data" / "task" / "train.jsonl")[:N_TRAIN]
@@ -27,12 +37,15 @@ def _copy_trained(tiny_run: Path, dest: Path) -> Path:
     manifest = read_json(tiny_run / "manifest.json")
     for key in ("stages", "state"):
         manifest[key] = {k: v for k, v in manifest.get(key, {}).items() if k in ("prepare", "train-stage1")}
+    profile = _qc_profile(dest.parent)
+    manifest["profile"], manifest["profile_source"] = load_profile(str(profile)), str(profile)
     atomic_write_json(dest / "manifest.json", manifest)
     return dest
 
 
 def _generate(run: Path, *args: str) -> str:
-    return orchestrate("generate", "--profile", "tiny", "--run-dir", str(run), *args, timeout=900).stdout
+    return orchestrate("generate", "--profile", str(_qc_profile(run.parent)), "--run-dir", str(run), *args,
+                       timeout=900).stdout
 
 
 def test_two_shards_and_a_merge_equal_the_unsharded_run(tiny_run, tmp_path):
