@@ -246,3 +246,13 @@ def train_test_overlap(train: list[dict], test: list[dict]) -> tuple[int, set[in
     train_ids = {i for i, r in enumerate(train) if _norm_text(r["text"]) in test_texts}
     train_texts = {_norm_text(r["text"]) for r in train}
     return sum(1 for r in test if _norm_text(r["text"]) in train_texts), train_ids
+
+
+def overlap_note(ctx: RunContext, rows: dict[str, list[dict]]) -> str | None:
+    """How many test texts also occur in the train split, and what prepare does with them."""
+    n = train_test_overlap(rows["train"], rows["test"])[0] if {"train", "test"} <= set(rows) else 0
+    if not n:
+        return None
+    fate = "left out" if ctx.profile["task_data"]["drop_test_overlap"] else \
+        "kept (task_data.drop_test_overlap: true leaves them out)"
+    return f"{n} test texts also occur in the train split; those train rows are {fate}"

@@ -14,7 +14,7 @@ from typing import Callable
 
 from pipeline import prompts
 from pipeline.config import AXOLOTL_CONFIGS_DIR, TRAINED_MODELS, RunContext
-from pipeline.data import describe_source, load_reasoning_set, load_task_splits, train_test_overlap
+from pipeline.data import describe_source, load_reasoning_set, load_task_splits, overlap_note, train_test_overlap
 from pipeline.generation.job import GenerationJob, engine_config
 from pipeline.generation.launch import GenerationSession, resolve_backend
 from pipeline.generation.runner import parse_shard, select_shard
@@ -35,15 +35,12 @@ def prepare(ctx: RunContext) -> dict:
         build_tiny_model(ctx.base_model_dir, tokenizer_corpus(ctx.task.labels, ctx.task.answer_prefix), **ctx.profile["tiny_model"])
         info["base_model"] = str(ctx.base_model_dir)
     splits = load_task_splits(ctx)
-    n_overlap, overlap_ids = train_test_overlap(splits["train"], splits["test"])
-    info["test_overlap"] = n_overlap
+    info["test_overlap"], overlap_ids = train_test_overlap(splits["train"], splits["test"])
+    if note := overlap_note(ctx, splits):
+        print(f"prepare: {note}")
     if ctx.profile["task_data"].get("drop_test_overlap"):
         splits["train"] = [r for i, r in enumerate(splits["train"]) if i not in overlap_ids]
         info["overlap_dropped"] = len(overlap_ids)
-    if n_overlap:
-        fate = (f"{len(overlap_ids)} train rows holding them dropped" if info.get("overlap_dropped")
-                else "kept (task_data.drop_test_overlap: true drops them)")
-        print(f"prepare: {n_overlap} test texts also occur in the train split; {fate}")
     info["source"] = describe_source(ctx)
     for split, rows in splits.items():
         atomic_write_jsonl(ctx.task_split(split), rows)

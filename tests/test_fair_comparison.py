@@ -14,9 +14,9 @@ from eval.evaluate import run_evaluate
 from pipeline import stages
 from pipeline.comparison import config_differences, training_differences
 from pipeline.config import RunContext, TaskSpec, load_profile
-from pipeline.data import read_text_label_file, train_test_overlap
+from pipeline.data import overlap_note, read_text_label_file, train_test_overlap
 from pipeline.io import ids_digest, read_json, read_jsonl
-from pipeline.preflight.inputs import check_data_dir, overlap_note
+from pipeline.preflight.inputs import check_data_dir
 from pipeline.run import ORDER, run_replicates
 from pipeline.train import resolve_config
 

@@ -47,7 +47,8 @@ import time
 
 from pipeline.config import RunContext
 from pipeline.generation.runner import parse_shard
-from pipeline.preflight.inputs import check_data_dir, check_reasoning_set, check_run_splits, overlap_note
+from pipeline.data import overlap_note
+from pipeline.preflight.inputs import check_data_dir, check_reasoning_set, check_run_splits
 from pipeline.preflight.resources import TRAINING, check_axolotl_configs, check_base_model, check_devices, check_disk
 from pipeline.preflight.templates import SAMPLE_TEXT, check_lengths, check_templates
 

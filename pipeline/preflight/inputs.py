@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from pipeline.config import RunContext
-from pipeline.data import TABLE_SUFFIXES, load_reasoning_set, read_data_dir, read_table, train_test_overlap
+from pipeline.data import TABLE_SUFFIXES, load_reasoning_set, read_data_dir, read_table
 from pipeline.io import DataError
 
 
@@ -18,15 +18,6 @@ def check_data_dir(ctx: RunContext) -> dict[str, list[dict]]:
                                ctx.profile["task_data"]["duplicate_texts"], ctx.profile["task_data"].get(f"limit_{split}"))
     return used
 
-
-def overlap_note(ctx: RunContext, rows: dict[str, list[dict]]) -> str | None:
-    """How many test texts also occur in the train split, and what prepare does with them."""
-    n = train_test_overlap(rows["train"], rows["test"])[0] if {"train", "test"} <= set(rows) else 0
-    if not n:
-        return None
-    fate = "left out" if ctx.profile["task_data"]["drop_test_overlap"] else \
-        "kept (task_data.drop_test_overlap: true leaves them out)"
-    return f"{n} test texts also occur in the train split; those train rows are {fate}"
 
 
 def _check_duplicate_texts(path: Path, rows: list[dict], policy: str, limit: int | None) -> None:
