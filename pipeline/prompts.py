@@ -19,6 +19,7 @@ from pipeline.config import PROMPTS_DIR, TaskSpec
 from pipeline.io import DataError
 
 CHAT_TEMPLATE = "chat_template.jinja"
+PROMPTED_REASONING = "prompted_reasoning.jinja"  # generation.generator: prompted
 
 
 def template_file(name: str) -> Path:
@@ -57,13 +58,14 @@ def render(name: str, **fields) -> str:
                         f"Use one of those fields or fix the name") from None
 
 
-def chat_template() -> str:
-    """The one chat template used by Axolotl, vLLM and transformers (see README, 'Prompts')."""
-    return (PROMPTS_DIR / CHAT_TEMPLATE).read_text(encoding="utf-8")
+def chat_template(name: str = CHAT_TEMPLATE) -> str:
+    """The one chat template of a model family (profile key `chat_template`), used by Axolotl, vLLM
+    and transformers alike (see README, 'Prompts'); the default is the Llama-3 one."""
+    return template_file(name).read_text(encoding="utf-8")
 
 
-def template_paths(task: TaskSpec) -> list[Path]:
-    names = [CHAT_TEMPLATE, task.question_template, "stage1_user.jinja", "stage1_assistant.jinja",
+def template_paths(task: TaskSpec, chat: str = CHAT_TEMPLATE) -> list[Path]:
+    names = [chat, task.question_template, "stage1_user.jinja", "stage1_assistant.jinja",
              task.templates["stage2_assistant"], task.templates["baseline_assistant"]]
     return [template_file(n) for n in names]
 
@@ -83,6 +85,13 @@ def stage1_messages(question_text: str, answer: str, reasoning: str | None = Non
 def generation_messages(task: TaskSpec, text: str, label: str) -> list[dict]:
     """The data engine's request: the task question with its gold label, as a stage-1 prompt."""
     return stage1_messages(question(task, text), label)
+
+
+def prompted_generation_messages(task: TaskSpec, text: str, label: str) -> list[dict]:
+    """The request of `generation.generator: prompted`: an instruct model, not a trained stage-1
+    model, writes the reasoning for the gold label from a few-shot prompt."""
+    return [{"role": "user", "content": render(PROMPTED_REASONING, question=question(task, text), answer=label,
+                                               labels=task.labels)}]
 
 
 def classify_messages(task: TaskSpec, text: str, answer: str | None = None) -> list[dict]:

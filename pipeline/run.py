@@ -40,7 +40,7 @@ def _record_run(ctx: RunContext, manifest: Manifest) -> None:
     manifest.data["profile"] = ctx.profile
     manifest.data["profile_source"] = ctx.profile_source or ctx.profile["name"]  # what --profile said
     manifest.data["task"] = {"name": ctx.task.name, "spec": str(ctx.task.path), "sha256": file_hash(ctx.task.path)}
-    manifest.data["templates"] = {p.name: file_hash(p) for p in template_paths(ctx.task)}
+    manifest.data["templates"] = {p.name: file_hash(p) for p in template_paths(ctx.task, ctx.chat_template)}
     manifest.data["data_dir"] = str(ctx.data_dir) if ctx.data_dir else None
     manifest.data["shared_dir"] = str(ctx.shared_dir) if ctx.shared_dir else None
     manifest.data["seeds"] = {"generation": ctx.profile["generation"]["seed"], "profile": ctx.profile.get("seed", 0),

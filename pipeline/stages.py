@@ -27,7 +27,12 @@ from pipeline.train import run_training
 def prepare(ctx: RunContext) -> dict:
     """Task splits -> data/task/{train,test}.jsonl; reasoning set -> data/stage1.jsonl;
     the tiny base model when the profile asks for one."""
+    from pipeline.base_model import ensure_base_model
+
     info = {}
+    ensure_base_model(ctx.profile)
+    if ctx.profile.get("base_model_gguf"):
+        info["base_model"] = ctx.base_model
     if ctx.profile["base_model"] == "tiny":
         from pipeline.synthetic import tokenizer_corpus
         from pipeline.tiny_model import build_tiny_model
@@ -45,6 +50,9 @@ def prepare(ctx: RunContext) -> dict:
     for split, rows in splits.items():
         atomic_write_jsonl(ctx.task_split(split), rows)
         info[f"task_{split}"] = len(rows)
+    if prompted(ctx):  # no stage-1 model to train: no reasoning set to read
+        info["stage1_rows"] = 0
+        return info
     rs = load_reasoning_set(ctx)
     atomic_write_jsonl(ctx.train_set("stage1"), (
         {"id": r["id"], "messages": prompts.stage1_messages(r["question"], r["answer"], r["reasoning"])} for r in rs))
@@ -52,8 +60,22 @@ def prepare(ctx: RunContext) -> dict:
     return info
 
 
+def prompted(ctx: RunContext) -> bool:
+    """`generation.generator: prompted`: the base model writes the reasonings; stage 1 is not trained."""
+    return ctx.profile["generation"].get("generator") == "prompted"
+
+
+def generator_model(ctx: RunContext) -> Path:
+    """The model that writes the reasonings: the trained stage-1 model, or the base model when prompted."""
+    return Path(ctx.base_model) if prompted(ctx) else ctx.model_dir("stage1")
+
+
 # ---------------------------------------------------------------- training
 def train_stage1(ctx: RunContext) -> dict:
+    if prompted(ctx):
+        print(f"train-stage1: nothing to train, generation.generator is 'prompted' (the base model "
+              f"{ctx.profile['base_model']} writes the reasonings)")
+        return {"skipped": "generation.generator: prompted", "generator": "prompted"}
     return run_training(ctx, "stage1")
 
 
@@ -94,9 +116,12 @@ def generate(ctx: RunContext, shard: str | None = None) -> dict:
     seeds depend on (seed, attempt, id), so the unsharded rerun that merges the copied
     shards finds every round's outputs already made and generates nothing again.
     """
+    from pipeline.base_model import ensure_base_model
     from postprocess.reasoning import ReasoningQC, clean_reasoning
 
     gen, task = ctx.generation, ctx.task
+    ensure_base_model(ctx.profile)
+    ask = prompts.prompted_generation_messages if prompted(ctx) else prompts.generation_messages
     train = read_jsonl(ctx.task_split("train"))
     share = select_shard(train, shard)
     by_id = {r["id"]: r for r in train}
@@ -112,12 +137,12 @@ def generate(ctx: RunContext, shard: str | None = None) -> dict:
             if not todo:
                 break
             work = ctx.generations / f"attempt-{attempt}"
-            requests = [{"id": r["id"], "messages": prompts.generation_messages(task, r["text"], r["label"]),
+            requests = [{"id": r["id"], "messages": ask(task, r["text"], r["label"]),
                          "seed": _request_seed(gen["seed"], attempt, r["id"]) if gen["per_request_seed"] else None}
                         for r in todo]
             requests_path = atomic_write_jsonl(work / f"requests{suffix}.jsonl", requests)
-            job = GenerationJob.from_profile(gen, ctx.model_dir("stage1"), requests_path, work / "shards", sampling,
-                                             seed=gen["seed"] + attempt)
+            job = GenerationJob.from_profile(gen, generator_model(ctx), requests_path, work / "shards", sampling,
+                                             seed=gen["seed"] + attempt, chat=ctx.chat_template)
             rounds.append(session.run(job))
             results, missing = ShardStore(work / "shards").merged([r["id"] for r in requests])
             print(f"{name} round {attempt}: {len(requests)} ids, {rounds[-1]['skipped_done']} found in "
@@ -138,6 +163,7 @@ def generate(ctx: RunContext, shard: str | None = None) -> dict:
              "wall_seconds": sum(r["seconds"] for r in rounds), "rounds": rounds,
              "backend": rounds[0]["backend"] if rounds else None,
              "backend_version": rounds[0]["backend_version"] if rounds else None, "kept": len(kept), "dropped": len(todo),
+             "generator": gen.get("generator", "stage1"), "generator_model": str(generator_model(ctx)),
              "qc": {"enabled": filtering, **qc.stats.to_dict()}}
     stats["output_tokens_per_s"] = stats["output_tokens"] / stats["wall_seconds"] if stats["wall_seconds"] else None
     if shard is not None:  # the merge (an unsharded rerun) writes the reasonings
@@ -179,7 +205,7 @@ def build_stage2(ctx: RunContext) -> dict:
     too_long: set[str] = set()
     for which, sets in rows.items():
         limit = resolve_config(ctx, which)["sequence_len"]
-        lengths = token_lengths(ctx.base_model, [row["messages"] for row in sets])
+        lengths = token_lengths(ctx.base_model, [row["messages"] for row in sets], ctx.chat_template)
         too_long |= {row["id"] for row, n in zip(sets, lengths) if n > limit}
     for which, sets in rows.items():
         atomic_write_jsonl(ctx.train_set(which), (row for row in sets if row["id"] not in too_long))
@@ -216,7 +242,8 @@ def run_classifier(ctx: RunContext, session: GenerationSession, name: str, model
     atomic_write_jsonl(work / "requests.jsonl", requests)
     sampling, regex = answer_decoding(ctx.profile, ctx.task, name)
     stats = session.run(GenerationJob.from_profile(ctx.generation, model_dir, work / "requests.jsonl",
-                                                   work / "shards", sampling, guided_regex=regex))
+                                                   work / "shards", sampling, guided_regex=regex,
+                                                   chat=ctx.chat_template))
     results, missing = ShardStore(work / "shards").merged([r["id"] for r in requests])
     if missing:
         raise DataError(f"{work / 'shards'}: {len(missing)} ids missing after prediction, e.g. {missing[:5]}")
@@ -282,7 +309,7 @@ def _data_files(ctx: RunContext) -> list[Path]:
 def _train_config(which: str):
     """The profile's training settings that reach this model (not the other models' sections)."""
     return lambda ctx: [{k: v for k, v in ctx.profile["train"].items() if k not in TRAINED_MODELS or k == which},
-                        AXOLOTL_CONFIGS_DIR / f"{which}.yml", prompts.template_paths(ctx.task)[0],
+                        AXOLOTL_CONFIGS_DIR / f"{which}.yml", prompts.template_file(ctx.chat_template),
                         *([ctx.seed] if ctx.seed is not None and which != "stage1" else [])]
 
 
@@ -292,18 +319,19 @@ def _train_state(which: str):
 
 STAGES: dict[str, Stage] = {s.name: s for s in [
     Stage("prepare", prepare, (),
-          lambda ctx: [{k: ctx.profile.get(k) for k in ("base_model", "tiny_model", "reasoning_set", "task_data", "seed")},
-                       ctx.task.path, prompts.template_paths(ctx.task), _data_files(ctx),
+          lambda ctx: [{k: ctx.profile.get(k) for k in ("base_model", "base_model_gguf", "tiny_model", "reasoning_set",
+                                                        "task_data", "seed")},
+                       ctx.task.path, prompts.template_paths(ctx.task, ctx.chat_template), _data_files(ctx),
                        str(ctx.data_dir) if ctx.data_dir else None],
-          lambda ctx: [ctx.task_split("train"), ctx.task_split("test"), ctx.train_set("stage1")]),
+          lambda ctx: [ctx.task_split("train"), ctx.task_split("test"), *([] if prompted(ctx) else [ctx.train_set("stage1")])]),
     Stage("train-stage1", train_stage1, ("prepare",), _train_config("stage1"),
-          lambda ctx: [ctx.model_dir("stage1") / "config.json"], _train_state("stage1")),
+          lambda ctx: [] if prompted(ctx) else [ctx.model_dir("stage1") / "config.json"], _train_state("stage1")),
     Stage("generate", generate, ("prepare", "train-stage1"),
           lambda ctx: [{k: v for k, v in ctx.profile["generation"].items() if k not in ("backend", "worker_env")},
-                       ctx.profile["qc"]],
+                       ctx.profile["qc"], *([prompts.template_file(prompts.PROMPTED_REASONING)] if prompted(ctx) else [])],
           lambda ctx: [ctx.generations / "reasonings.jsonl", ctx.generations / "generation_stats.json"],
           lambda ctx: [ctx.generations]),
-    Stage("build-stage2", build_stage2, ("generate",), lambda ctx: prompts.template_paths(ctx.task),
+    Stage("build-stage2", build_stage2, ("generate",), lambda ctx: prompts.template_paths(ctx.task, ctx.chat_template),
           lambda ctx: [ctx.train_set("stage2"), ctx.train_set("baseline")]),
     Stage("train-stage2", train_stage2, ("build-stage2",), _train_config("stage2"),
           lambda ctx: [ctx.model_dir("stage2") / "config.json"], _train_state("stage2")),

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.config import AXOLOTL_CONFIGS_DIR, PROMPTS_DIR, RunContext, deep_merge
+from pipeline.config import AXOLOTL_CONFIGS_DIR, RunContext, deep_merge
 from pipeline.io import DataError, atomic_write_text, ids_digest, move_aside, read_jsonl
 from pipeline.procs import run_logged, tool_env
-from pipeline.prompts import CHAT_TEMPLATE, chat_template
+from pipeline.prompts import CHAT_TEMPLATE, chat_template, template_file
 
 
 def _drop_none(cfg: dict) -> dict:
@@ -33,7 +33,7 @@ def resolve_config(ctx: RunContext, which: str) -> dict:
     train = ctx.profile["train"]
     cfg = _drop_none(deep_merge(deep_merge(cfg, train.get("axolotl") or {}), train.get(which) or {}))
     cfg["base_model"] = ctx.base_model
-    cfg["chat_template_jinja"] = str(PROMPTS_DIR / CHAT_TEMPLATE)
+    cfg["chat_template_jinja"] = str(template_file(ctx.chat_template))
     cfg["datasets"][0]["path"] = str(ctx.train_set(which))
     cfg["dataset_prepared_path"] = str(ctx.run_dir / "prepared" / which)
     cfg["output_dir"] = str(ctx.model_dir(which))
@@ -52,12 +52,12 @@ def resolve_config(ctx: RunContext, which: str) -> dict:
     return cfg
 
 
-def token_lengths(model: str, conversations: list[list[dict]]) -> list[int]:
+def token_lengths(model: str, conversations: list[list[dict]], chat: str = CHAT_TEMPLATE) -> list[int]:
     """Tokens of each whole conversation as Axolotl trains on it: the one chat template, no
     generation prompt; used to leave rows over `sequence_len` out before Axolotl drops them."""
     from transformers import AutoTokenizer
 
-    tok, template = AutoTokenizer.from_pretrained(model), chat_template()
+    tok, template = AutoTokenizer.from_pretrained(model), chat_template(chat)
     return [len(tok.apply_chat_template(c, chat_template=template, tokenize=True, return_dict=True)["input_ids"])
             for c in conversations]
 
@@ -197,7 +197,10 @@ def resume_point(ctx: RunContext, which: str) -> str | None:
 def run_training(ctx: RunContext, which: str, echo: bool = False) -> dict:
     """Train one model (resuming from its last complete checkpoint); returns what the manifest
     records (config, log, losses, drops, and the seconds spent here rather than in Axolotl)."""
+    from pipeline.base_model import ensure_base_model
+
     t0 = time.perf_counter()
+    ensure_base_model(ctx.profile)
     config_path = write_config(ctx, which)
     resumed_from = resume_point(ctx, which)
     if resumed_from:

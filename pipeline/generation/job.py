@@ -55,11 +55,12 @@ class GenerationJob:
 
     @classmethod
     def from_profile(cls, generation: dict, model, requests, out_dir, sampling: dict, *, seed: int | None = None,
-                     guided_regex: str | None = None) -> "GenerationJob":
-        """A job with the profile's engine settings, chunk size and seed, and the project's chat template."""
-        from pipeline.prompts import chat_template
+                     guided_regex: str | None = None, chat: str | None = None) -> "GenerationJob":
+        """A job with the profile's engine settings, chunk size and seed, and the project's chat template
+        `chat` (a file in prompts/: the profile's `chat_template`; default the Llama-3 one)."""
+        from pipeline.prompts import CHAT_TEMPLATE, chat_template
 
-        return cls(model=str(model), chat_template=chat_template(), requests=str(requests), out_dir=str(out_dir),
+        return cls(model=str(model), chat_template=chat_template(chat or CHAT_TEMPLATE), requests=str(requests), out_dir=str(out_dir),
                    sampling=dict(sampling), engine=engine_config(generation), chunk_size=generation.get("chunk_size"),
                    seed=generation.get("seed", 0) if seed is None else seed, guided_regex=guided_regex)
 

@@ -76,7 +76,7 @@ def preflight(ctx: RunContext, stages: list[str], *, shard: str | None = None,
             done.append("reasoning set")
     if TEMPLATE_STAGES & set(pending) or any(s in TRAINING for s in pending):
         sample = (rows.get("train") or [{"text": SAMPLE_TEXT, "label": ctx.task.labels[0]}])[0]
-        check_templates(ctx.task, sample)
+        check_templates(ctx.task, sample, ctx.chat_template)
         done.append("templates")
     if rows:
         check_lengths(ctx, rows)

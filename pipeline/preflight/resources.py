@@ -36,6 +36,12 @@ def hub_token() -> str | None:
 def check_base_model(ctx: RunContext) -> None:
     base = str(ctx.profile.get("base_model"))
     name = ctx.profile.get("name")
+    if ctx.profile.get("base_model_gguf"):  # built from an installed package's GGUF: the file must be there
+        from pipeline.base_model import package_file
+
+        spec = ctx.profile["base_model_gguf"]
+        package_file(spec["package"], spec["file"])
+        return
     if base == "tiny" or Path(base).expanduser().is_dir():
         return
     if base.startswith(("/", "./", "../", "~")):

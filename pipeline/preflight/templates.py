@@ -15,7 +15,7 @@ SAMPLE_REASONING = "The writer describes feeling calm and tired, which points to
 
 
 # ================================================================== prompt templates
-def check_templates(task: TaskSpec, row: dict) -> None:
+def check_templates(task: TaskSpec, row: dict, chat: str | None = None) -> None:
     """Build every conversation the stages build, with pipeline/prompts.py itself, on `row`,
     and render each through the chat template as transformers and vLLM do."""
     from pipeline import prompts
@@ -31,14 +31,16 @@ def check_templates(task: TaskSpec, row: dict) -> None:
         (prompts.classify_messages(task, text), True),                                              # predict
     ]
     for messages, gen_prompt in conversations:
-        render_chat(messages, gen_prompt)
+        render_chat(messages, gen_prompt, chat=chat)
 
 
-def render_chat(messages: list[dict], add_generation_prompt: bool, special: dict | None = None) -> str:
-    """The chat template on `messages` (strict: an unknown field fails instead of rendering "")."""
+def render_chat(messages: list[dict], add_generation_prompt: bool, special: dict | None = None,
+                chat: str | None = None) -> str:
+    """The chat template `chat` (a file in prompts/; default the Llama-3 one) on `messages`
+    (strict: an unknown field fails instead of rendering "")."""
     from pipeline import prompts
 
-    return prompts.render(prompts.CHAT_TEMPLATE, **_chat_fields(messages, add_generation_prompt, special))
+    return prompts.render(chat or prompts.CHAT_TEMPLATE, **_chat_fields(messages, add_generation_prompt, special))
 
 
 def _answer_line_parses(task: TaskSpec, stage2: str, baseline: str, label: str) -> None:
@@ -73,7 +75,9 @@ def _chat_fields(messages: list[dict], add_generation_prompt: bool, special: dic
 def local_tokenizer(ctx: RunContext) -> Path | None:
     """tokenizer.json of the base model when it is on this machine (the tiny one after prepare)."""
     base = ctx.profile.get("base_model")
-    if base == "tiny":
+    if ctx.profile.get("base_model_gguf"):
+        path = Path(ctx.base_model) / "tokenizer.json"
+    elif base == "tiny":
         path = ctx.base_model_dir / "tokenizer.json"
     elif Path(str(base)).expanduser().is_dir():
         path = Path(str(base)).expanduser() / "tokenizer.json"
@@ -125,7 +129,7 @@ def check_lengths(ctx: RunContext, rows: dict[str, list[dict]]) -> None:
     longest = max(task.labels, key=len)
 
     def chat(messages, gen_prompt):
-        return render_chat(messages, gen_prompt, special)
+        return render_chat(messages, gen_prompt, special, chat=ctx.chat_template)
 
     seq = {which: resolve_config(ctx, which).get("sequence_len") for which in ("stage2", "baseline")}
     seq_which = min((w for w in seq if seq[w]), key=lambda w: seq[w], default=None)
