@@ -22,6 +22,7 @@ from pathlib import Path
 from pipeline.io import DataError
 
 _MARKER = ".materialised.json"
+LAYOUT = 2  # bumped when the conversion changes: a new folder, never an old one reused
 
 
 def cache_root() -> Path:
@@ -34,7 +35,7 @@ def cache_root() -> Path:
 def materialised_dir(spec: dict) -> Path:
     """Where the folder of the GGUF named by `spec` ({package, file, sha256, special_tokens}) lives:
     one folder per spec."""
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps({**spec, "layout": LAYOUT}, sort_keys=True).encode()).hexdigest()[:12]
     return cache_root() / f"{Path(spec['file']).stem}-{key}"
 
 
@@ -85,9 +86,11 @@ def materialise(spec: dict) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     tmp.chmod(0o755)
     try:
-        # The GGUF's tokenizer metadata loses some special tokens (SmolLM2's eos becomes <|im_start|>):
-        # the profile restores the original checkpoint's.
-        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, **spec.get("special_tokens", {}))
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        # The GGUF's tokenizer metadata loses some special tokens (SmolLM2's eos becomes <|im_start|>,
+        # so Axolotl would not train the turn's end): the profile restores the original checkpoint's.
+        for name, token in spec.get("special_tokens", {}).items():
+            setattr(tok, name, token)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
