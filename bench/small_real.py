@@ -1,0 +1,96 @@
+"""The small real run's results in one JSON and one Markdown table (README, "A small real run").
+
+    .venv/bin/python bench/small_real.py --run-dir runs/small [--load-log uptime.log] \
+        [--machine "2-core CPU machine"] [--out bench/results/small_real.json]
+
+Reads what `orchestrate.py all --profile small` left in the run directory (metrics.json, written
+by `evaluate`, and manifest.json) and copies out the numbers the README reports: accuracy and
+macro-F1 of both models and of the two reference classifiers on the same test rows, McNemar's
+test, per-class recall, rows and optimizer steps of each training, and each stage's seconds.
+`--load-log` is a file of `uptime` lines taken during the run; their load averages are kept, as
+the seconds mean little without them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline.io import atomic_write_json, read_json  # noqa: E402
+
+MODELS = ("baseline", "reasoning", "tfidf_logreg", "majority")
+
+
+def load_averages(path: Path) -> list[float]:
+    """The 1-minute load averages of a file of `uptime` lines."""
+    return [float(m.group(1)) for m in re.finditer(r"load average: ([0-9.]+),", path.read_text())]
+
+
+COMMAND = ".venv/bin/python orchestrate.py all --profile small --run-dir runs/small --data-dir ../shared/data/emotion"
+
+
+def summarise(run_dir: Path, machine: str, load: list[float] | None, command: str = COMMAND) -> dict:
+    metrics, manifest = read_json(run_dir / "metrics.json"), read_json(run_dir / "manifest.json")
+    stages = manifest["stages"]
+    models = metrics["models"]
+    cmp = next(c for c in metrics["comparisons"] if {c["a"], c["b"]} == {"baseline", "reasoning"})
+    out = {
+        "command": command,
+        "machine": machine,
+        "load_average_1min": {"samples": len(load), "min": min(load), "mean": round(sum(load) / len(load), 2),
+                              "max": max(load)} if load else None,
+        "run": metrics["run"],
+        "labels": metrics["labels"],
+        "models": {name: {"n": models[name]["n"], "accuracy": models[name]["accuracy"],
+                          "macro_f1": models[name]["macro_f1"], "invalid": models[name].get("invalid"),
+                          "recall": {lab: v["recall"] for lab, v in models[name]["per_class"].items()}}
+                   for name in MODELS if name in models},
+        "mcnemar": {k: cmp[k] for k in ("b01", "b10", "n", "statistic", "pvalue", "method", "significant",
+                                        "acc_diff", "ci95")},
+        "training": {name: {k: v for k, v in rec.items() if k in ("rows_trained", "optimizer_steps",
+                                                                    "examples_per_step", "first_loss", "last_loss",
+                                                                    "ids_sha256", "label_tokens_per_epoch")}
+                     for name, rec in metrics["training"]["models"].items()},
+        "generation": {k: stages["generate"]["info"].get(k) for k in ("generator", "prompts", "kept", "dropped",
+                                                                      "output_tokens", "wall_seconds")},
+        "stage_seconds": {name: rec.get("seconds") for name, rec in stages.items()},
+    }
+    out["total_stage_seconds"] = round(sum(s for s in out["stage_seconds"].values() if s), 1)
+    return out
+
+
+def table(res: dict) -> str:
+    labels = res["labels"]
+    head = "| model | accuracy | macro-F1 | invalid | " + " | ".join(f"recall {lab}" for lab in labels) + " |"
+    rows = [head, "|" + "---|" * (4 + len(labels))]
+    for name, m in res["models"].items():
+        rec = " | ".join(f"{m['recall'][lab]:.3f}" for lab in labels)
+        rows.append(f"| {name} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | {m['invalid'] or 0} | {rec} |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run-dir", required=True, type=Path)
+    ap.add_argument("--load-log", type=Path)
+    ap.add_argument("--machine", default="2-core CPU machine")
+    ap.add_argument("--command", default=COMMAND, help="the command that made the run (recorded as given)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "small_real.json")
+    args = ap.parse_args(argv)
+    res = summarise(args.run_dir, args.machine, load_averages(args.load_log) if args.load_log else None,
+                    args.command)
+    atomic_write_json(args.out, res)
+    print(table(res))
+    mc = res["mcnemar"]
+    print(f"\nMcNemar ({mc['method']}): b01={mc['b01']}, b10={mc['b10']}, p={mc['pvalue']:.3g}; "
+          f"reasoning - baseline {mc['acc_diff']:+.3f} (95% CI {mc['ci95'][0]:+.3f}, {mc['ci95'][1]:+.3f})")
+    print("stage seconds:", res["stage_seconds"], "total", res["total_stage_seconds"])
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
