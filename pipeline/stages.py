@@ -25,8 +25,9 @@ from pipeline.train import run_training
 
 # ---------------------------------------------------------------- prepare
 def prepare(ctx: RunContext) -> dict:
-    """Task splits -> data/task/{train,test}.jsonl; reasoning set -> data/stage1.jsonl;
-    the tiny base model when the profile asks for one."""
+    """Task splits -> data/task/{train,test}.jsonl; reasoning set -> data/stage1.jsonl (none when
+    the prompted base model writes the reasonings); the tiny base model, or the GGUF one's
+    Hugging Face folder, when the profile asks for one."""
     from pipeline.base_model import ensure_base_model
 
     info = {}

@@ -1,6 +1,8 @@
-"""What Axolotl trains on, token by token, and that inference asks with the same prompt ids.
+"""What Axolotl trains on, token by token, and that inference asks with the same prompt ids,
+for each chat template the project ships: the Llama-3 one (on the tiny model, whose
+tokenizer mimics Llama-3.2's) and ChatML (on SmolLM2-135M-Instruct, the small profile's).
 
-One module fixture builds a tiny run (`orchestrate.py prepare --profile tiny`), writes
+One module fixture per template builds a run (`orchestrate.py prepare`), writes
 small stage-1 / stage-2 / baseline sets with the project's own functions, resolves the
 three Axolotl configs with `pipeline.train.write_config` and runs Axolotl's OWN
 preprocessing (`axolotl preprocess`) on them. While Axolotl works, one vLLM process
@@ -8,7 +10,7 @@ preprocessing (`axolotl preprocess`) on them. While Axolotl works, one vLLM proc
 feeds the model for the same messages minus the assistant turn.
 
 Checks: labels mask everything but the assistant answer (which is trained whole,
-with its <|eot_id|>); the targets are reasoning / reasoning + label / label; and the
+with its turn-ending token, <|eot_id|> or <|im_end|>); the targets are reasoning / reasoning + label / label; and the
 prompt Axolotl trained on equals, token for token, the one vLLM and the transformers
 backend generate from, while the tokenizer's default template would differ.
 """
@@ -35,13 +37,37 @@ from pipeline.io import atomic_write_jsonl, read_jsonl  # noqa: E402
 from pipeline.procs import stop, tool_env  # noqa: E402
 from pipeline.stages import build_stage2  # noqa: E402
 from pipeline.tiny_model import BOS, EOT  # noqa: E402
+from pipeline.base_model import package_file  # noqa: E402
 from tests.conftest import orchestrate  # noqa: E402
 
 pytestmark = pytest.mark.slow  # Axolotl preprocesses three data sets
 SETS = ("stage1", "stage2", "baseline")
 N_ROWS = 12
 IGNORE = -100
-ASSISTANT_HEADER = "<|start_header_id|>assistant<|end_header_id|>\n\n"
+
+
+@dataclass(frozen=True)
+class Family:
+    """A chat template and what its prompts look like token by token."""
+    name: str
+    profile: dict                  # written to a .yml (inheriting a shipped profile) for prepare
+    bos: str | None                # one BOS at position 0 (Llama-3), or none (ChatML)
+    end: str                       # the turn-ending token, trained with the answer
+    after_end: str                 # what the template writes after it (never trained)
+    header: str                    # the assistant header every generation prompt ends with
+    header_tokens: int
+    default_system: str            # what the tokenizer's own default template adds
+
+
+FAMILIES = {
+    "llama3": Family("llama3", {"inherit": "tiny"}, BOS, EOT, "",
+                     "<|start_header_id|>assistant<|end_header_id|>\n\n", 4, "Cutting Knowledge Date"),
+    # the small profile's model and template; synthetic data, and a stage-1 set to check as well
+    "chatml": Family("chatml", {"inherit": "small", "generation": {"generator": "stage1"},
+                                "reasoning_set": {"source": "synthetic", "n": 60},
+                                "task_data": {"source": "synthetic", "n_train": 60, "n_test": 20}},
+                     None, "<|im_end|>", "\n", "<|im_start|>assistant\n", 4, "You are a helpful AI assistant named SmolLM"),
+}
 HELPER = ROOT / "tests" / "helpers" / "vllm_prompt_ids.py"
 PREPROCESS_TIMEOUT = 420
 VLLM_TIMEOUT = 420
@@ -57,6 +83,7 @@ REASONINGS = [
 
 @dataclass
 class Prepared:
+    fam: Family
     ctx: RunContext
     tok: object
     examples: dict[str, dict[str, dict]]          # which -> id -> {"messages", "label", "reasoning"}
@@ -87,8 +114,8 @@ class Prepared:
         return self._vllm_ids
 
 
-def _render(tok, messages: list[dict], add_generation_prompt: bool) -> str:
-    return tok.apply_chat_template(messages, chat_template=prompts.chat_template(), tokenize=False,
+def _render(tok, messages: list[dict], add_generation_prompt: bool, chat: str) -> str:
+    return tok.apply_chat_template(messages, chat_template=prompts.chat_template(chat), tokenize=False,
                                    add_generation_prompt=add_generation_prompt)
 
 
@@ -124,7 +151,8 @@ def _write_small_sets(ctx: RunContext) -> dict[str, dict[str, dict]]:
 
 
 def _start_vllm(ctx: RunContext, examples: dict, work: Path) -> tuple[subprocess.Popen, Path, Path]:
-    job = {"model": str(ctx.base_model_dir), "chat_template": prompts.chat_template(), "engine": engine_config(ctx.generation),
+    job = {"model": ctx.base_model, "chat_template": prompts.chat_template(ctx.chat_template),
+           "engine": engine_config(ctx.generation),
            "requests": [{"id": f"{which}/{i}", "messages": ex["messages"][:-1]}
                         for which in SETS for i, ex in examples[which].items()]}
     (work / "vllm_job.json").write_text(json.dumps(job))
@@ -147,9 +175,9 @@ def _load_prepared(ctx: RunContext, which: str) -> list[dict]:
              "attention_mask": list(r["attention_mask"])} for r in ds]
 
 
-def _pair(tok, rows: list[dict], examples: dict[str, dict]) -> list[dict]:
+def _pair(tok, rows: list[dict], examples: dict[str, dict], chat: str) -> list[dict]:
     """Axolotl shuffles: find each prepared row's example by decoding it."""
-    by_text = {_render(tok, ex["messages"], False): i for i, ex in examples.items()}
+    by_text = {_render(tok, ex["messages"], False, chat): i for i, ex in examples.items()}
     assert len(by_text) == len(examples), "examples must render differently to be paired"
     paired = []
     for row in rows:
@@ -159,17 +187,27 @@ def _pair(tok, rows: list[dict], examples: dict[str, dict]) -> list[dict]:
     return paired
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Prepared:
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def prepared(request, tmp_path_factory) -> Prepared:
+    import yaml
     from transformers import AutoTokenizer
 
     from pipeline.train import write_config
 
+    fam = FAMILIES[request.param]
     t0 = time.perf_counter()
-    work = tmp_path_factory.mktemp("label_masks")
+    work = tmp_path_factory.mktemp(f"label_masks_{fam.name}")
+    profile_path = work / f"parity_{fam.name}.yml"
+    profile_path.write_text(yaml.safe_dump(fam.profile))
+    profile = load_profile(str(profile_path))
+    if profile.get("base_model_gguf"):
+        try:
+            package_file(profile["base_model_gguf"]["package"], profile["base_model_gguf"]["file"])
+        except Exception as e:
+            pytest.skip(str(e))
     run_dir = work / "run"
-    orchestrate("prepare", "--profile", "tiny", "--run-dir", str(run_dir))
-    ctx = RunContext(load_profile("tiny"), TaskSpec.load("emotion"), run_dir)
+    orchestrate("prepare", "--profile", str(profile_path), "--run-dir", str(run_dir))
+    ctx = RunContext(profile, TaskSpec.load("emotion"), run_dir)
     examples = _write_small_sets(ctx)
     seconds = {"prepare": time.perf_counter() - t0}
 
@@ -201,9 +239,9 @@ def prepared(tmp_path_factory) -> Prepared:
         seconds["preprocess"] = time.perf_counter() - t0 - seconds["prepare"]
         print(f"fixture timings (s): {seconds}")
 
-        tok = AutoTokenizer.from_pretrained(ctx.base_model_dir)
-        rows = {which: _pair(tok, _load_prepared(ctx, which), examples[which]) for which in SETS}
-        state = Prepared(ctx, tok, examples, rows, vllm_proc, vllm_out, vllm_log, reason, vllm_started, seconds)
+        tok = AutoTokenizer.from_pretrained(ctx.base_model)
+        rows = {which: _pair(tok, _load_prepared(ctx, which), examples[which], ctx.chat_template) for which in SETS}
+        state = Prepared(fam, ctx, tok, examples, rows, vllm_proc, vllm_out, vllm_log, reason, vllm_started, seconds)
         yield state
     finally:
         for proc, log in procs.values():
@@ -238,25 +276,29 @@ def test_every_example_is_prepared_exactly_once(prepared):
 
 @pytest.mark.parametrize("which", SETS)
 def test_labels_train_exactly_the_assistant_answer(prepared, which):
-    tok = prepared.tok
-    bos, eot = tok.convert_tokens_to_ids(BOS), tok.convert_tokens_to_ids(EOT)
-    header = tok(ASSISTANT_HEADER, add_special_tokens=False).input_ids
-    assert len(header) == 4  # <|start_header_id|> assistant <|end_header_id|> \n\n
+    tok, fam = prepared.tok, prepared.fam
+    eot = tok.convert_tokens_to_ids(fam.end)
+    header = tok(fam.header, add_special_tokens=False).input_ids
+    after = tok(fam.after_end, add_special_tokens=False).input_ids if fam.after_end else []
+    assert len(header) == fam.header_tokens  # <|start_header_id|> assistant <|end_header_id|> \n\n; <|im_start|> ass istant \n
     for row in prepared.rows[which]:
         ids, labels = row["input_ids"], row["labels"]
         assert len(labels) == len(ids) == len(row["attention_mask"]) and all(row["attention_mask"])
-        assert ids[0] == bos and ids.count(bos) == 1, "exactly one BOS, at position 0"
+        _check_bos(tok, fam, ids, "axolotl")
         s = _split(row)
         # the prompt (system/user turns and the assistant header) is masked ...
         assert all(lab == IGNORE for lab in labels[:s])
         assert ids[s - len(header):s] == header
-        prompt_text = _render(tok, row["messages"][:-1], True)
+        prompt_text = _render(tok, row["messages"][:-1], True, prepared.ctx.chat_template)
         assert tok.decode(ids[:s], skip_special_tokens=False) == prompt_text
-        # ... and the whole answer, through its <|eot_id|>, is trained: labels == input_ids
-        assert labels[s:] == ids[s:]
-        assert ids[-1] == eot and labels[-1] == eot
+        # ... the whole answer, through its turn-ending token, is trained: labels == input_ids ...
+        end = len(ids) - len(after)
+        assert labels[s:end] == ids[s:end]
+        assert ids[end - 1] == eot and labels[end - 1] == eot
         answer = row["messages"][-1]["content"]
-        assert ids[s:] == tok(answer, add_special_tokens=False).input_ids + [eot]
+        assert ids[s:] == tok(answer, add_special_tokens=False).input_ids + [eot] + after
+        # ... and what the template writes after it (ChatML's newline) is not
+        assert all(lab == IGNORE for lab in labels[end:])
 
 
 def test_padding_is_masked_by_axolotls_collator(prepared):
@@ -283,20 +325,29 @@ def test_padding_is_masked_by_axolotls_collator(prepared):
 def test_trained_tokens_decode_to_the_target(prepared, which):
     tok = prepared.tok
     for row in prepared.rows[which]:
+        end = prepared.fam.end
         trained = tok.decode([t for t in row["labels"] if t != IGNORE], skip_special_tokens=False)
-        assert trained == _answer(which, row) + EOT
+        assert trained == _answer(which, row) + end
         if which == "stage2":   # reasoning first, label last
             assert trained.startswith(row["reasoning"]) and trained.index(row["reasoning"]) < trained.index("Label:")
-            assert trained.endswith(f"\n\nLabel: {row['label']}{EOT}") and trained.count("Label:") == 1
+            assert trained.endswith(f"\n\nLabel: {row['label']}{end}") and trained.count("Label:") == 1
         if which == "baseline":
-            assert trained == f"Label: {row['label']}{EOT}"
+            assert trained == f"Label: {row['label']}{end}"
 
 
 # ---------------------------------------------------------------- training/inference parity
-def _check_prompt_shape(tok, ids: list[int], who: str) -> None:
-    bos = tok.convert_tokens_to_ids(BOS)
-    header = tok(ASSISTANT_HEADER, add_special_tokens=False).input_ids
+def _check_bos(tok, fam: Family, ids: list[int], who: str) -> None:
+    """Llama-3: exactly one BOS, at position 0. ChatML has none: the first token opens the first turn."""
+    if fam.bos is None:
+        assert ids[0] == tok.convert_tokens_to_ids("<|im_start|>"), f"{who}: the prompt must open a turn"
+        return
+    bos = tok.convert_tokens_to_ids(fam.bos)
     assert ids[0] == bos and ids.count(bos) == 1, f"{who}: exactly one BOS, at position 0"
+
+
+def _check_prompt_shape(tok, fam: Family, ids: list[int], who: str) -> None:
+    header = tok(fam.header, add_special_tokens=False).input_ids
+    _check_bos(tok, fam, ids, who)
     assert ids[-len(header):] == header, f"{who}: the prompt must end with the assistant header"
 
 
@@ -304,7 +355,7 @@ def _check_prompt_shape(tok, ids: list[int], who: str) -> None:
 def hf_engine(prepared):
     from pipeline.generation.hf_engine import TransformersEngine
 
-    return TransformersEngine(str(prepared.ctx.base_model_dir), prompts.chat_template(),
+    return TransformersEngine(prepared.ctx.base_model, prompts.chat_template(prepared.ctx.chat_template),
                               engine_config(prepared.ctx.generation))
 
 
@@ -312,9 +363,9 @@ def hf_engine(prepared):
 def test_transformers_backend_prompt_ids_equal_axolotls(prepared, hf_engine, which):
     for row in prepared.rows[which]:
         axolotl_prompt = row["input_ids"][:_split(row)]
-        _check_prompt_shape(prepared.tok, axolotl_prompt, "axolotl")
+        _check_prompt_shape(prepared.tok, prepared.fam, axolotl_prompt, "axolotl")
         ours = hf_engine.prompt_ids(row["messages"][:-1])
-        _check_prompt_shape(prepared.tok, ours, "transformers")
+        _check_prompt_shape(prepared.tok, prepared.fam, ours, "transformers")
         assert ours == axolotl_prompt, f"{which}/{row['id']}"
 
 
@@ -325,29 +376,30 @@ def test_vllm_prompt_ids_equal_axolotls(prepared):
     for which in SETS:
         for row in prepared.rows[which]:
             ours = vllm_ids[f"{which}/{row['id']}"]
-            _check_prompt_shape(prepared.tok, ours, "vllm")
+            _check_prompt_shape(prepared.tok, prepared.fam, ours, "vllm")
             assert ours == row["input_ids"][:_split(row)], f"{which}/{row['id']}"
 
 
 @pytest.mark.parametrize("which", SETS)
 def test_default_template_would_give_different_prompt_ids(prepared, which):
     """The trap: like Llama-3.2's, the tiny tokenizer's own template adds a dated system
-    block, and encoding a render with add_special_tokens doubles the BOS. Either at
-    inference would break parity, and the parity tests above would see it."""
-    tok = prepared.tok
-    bos = tok.convert_tokens_to_ids(BOS)
+    block (SmolLM2's adds "You are a helpful AI assistant named SmolLM..."), and encoding a
+    Llama-3 render with add_special_tokens doubles the BOS. Either at inference would break
+    parity, and the parity tests above would see it."""
+    tok, fam = prepared.tok, prepared.fam
     for row in prepared.rows[which]:
         axolotl_prompt = row["input_ids"][:_split(row)]
+        ours = tok.decode(axolotl_prompt, skip_special_tokens=False)
         user = row["messages"][:-1]
         default = tok.apply_chat_template(user, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
         default = list(default)
         assert default != axolotl_prompt
         default_text = tok.decode(default, skip_special_tokens=False)
-        assert "Cutting Knowledge Date" in default_text and "Today Date" in default_text
-        assert "Cutting Knowledge Date" not in tok.decode(axolotl_prompt, skip_special_tokens=False)
+        assert fam.default_system in default_text and fam.default_system not in ours
         # the system block is the only difference
-        block_end = default_text.index(EOT) + len(EOT)
-        assert BOS + default_text[block_end:] == tok.decode(axolotl_prompt, skip_special_tokens=False)
-
-        double = tok(_render(tok, user, True)).input_ids  # add_special_tokens=True on a render
-        assert double[:2] == [bos, bos] and double != axolotl_prompt and double[1:] == axolotl_prompt
+        block_end = default_text.index(fam.end) + len(fam.end) + len(fam.after_end)
+        assert (fam.bos or "") + default_text[block_end:] == ours
+        if fam.bos is not None:
+            bos = tok.convert_tokens_to_ids(fam.bos)
+            double = tok(_render(tok, user, True, prepared.ctx.chat_template)).input_ids  # add_special_tokens=True
+            assert double[:2] == [bos, bos] and double != axolotl_prompt and double[1:] == axolotl_prompt
