@@ -85,7 +85,7 @@ def tables(result: dict) -> dict[str, pd.DataFrame]:
 def notes(result: dict) -> list[str]:
     out = [f"{result['n']} test predictions, {result['invalid_final']} without a valid final label, "
            f"{result['without_reasoning']} without any reasoning; {result['disagreements']} where a reading "
-           f"disagrees with the final label. A sample of those:", ""]
+           f"disagrees with the final label{'. A sample of those:' if result['sample'] else '.'}", ""]
     for r in result["sample"]:
         reasoning = " ".join(r["reasoning"].split())
         out += [f"- `{r['id']}` text: {r['text']!r}; final label **{r['pred']}** (gold {r['gold']}); parser: "
