@@ -104,6 +104,12 @@ def test_every_experiment_end_to_end(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns(".lock", "experiments"))
     out = orchestrate("experiments", "--profile", "tiny", "--run-dir", str(run)).stdout
+    assert "[experiment balanced] running" in out
+    check_experiments(run)
+
+
+def check_experiments(run):
+    """What `orchestrate.py experiments --profile tiny` must leave in `run`; then a second call skips all."""
     metrics = json.loads((run / "metrics.json").read_text())
     report = (run / "report.md").read_text()
     assert set(metrics["experiments"]) == set(SECTIONS)
@@ -134,4 +140,3 @@ def test_every_experiment_end_to_end(tiny_run, tmp_path):
     again = orchestrate("experiments", "--profile", "tiny", "--run-dir", str(run)).stdout
     assert again.count("up to date, skipped") == len(SECTIONS) and "training arm" not in again
     assert (run / "report.md").read_text().count("## Experiment `") == len(SECTIONS)
-    assert "running" in out
