@@ -103,7 +103,7 @@ def test_every_experiment_end_to_end(tiny_run, tmp_path):
     report section; a second call skips them all and keeps the report."""
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns(".lock", "experiments"))
-    out = orchestrate("experiments", "--profile", "tiny", "--run-dir", str(run)).stdout
+    out = orchestrate("experiments", "--profile", "tiny", "--run-dir", str(run), timeout=3600).stdout
     assert "[experiment balanced] running" in out
     check_experiments(run)
 
