@@ -100,3 +100,8 @@ def stage2_answer(task: TaskSpec, reasoning: str, label: str) -> str:
 
 def baseline_answer(task: TaskSpec, label: str) -> str:
     return render(task.templates["baseline_assistant"], label=label, answer_prefix=task.answer_prefix)
+
+
+def label_first_answer(task: TaskSpec, reasoning: str, label: str) -> str:
+    """The label line first, then the reasoning: decoding may stop after the label (experiment label_first)."""
+    return render("label_first_assistant.jinja", reasoning=reasoning, label=label, answer_prefix=task.answer_prefix)

@@ -196,13 +196,16 @@ MODEL_DIRS = {"baseline": "baseline", "reasoning": "stage2"}
 
 def answer_decoding(profile: dict, task, name: str, constrained: bool | None = None) -> tuple[dict, str | None]:
     """predict's decoding for model `name`: greedy, predict.max_tokens[name] new tokens (a model the
-    profile does not list gets the reasoning model's budget), and the label regex when constrained
-    decoding is on (`constrained`, else the profile's predict.constrained_label). Offline and served."""
+    profile does not list gets the reasoning model's budget; label_first stops at the end of its label
+    line), and the label regex when constrained decoding is on (`constrained`, else the profile's
+    predict.constrained_label). Offline and served."""
     from postprocess.labels import label_regex
 
     cfg = profile["predict"]
     budgets = cfg["max_tokens"]
-    sampling = {"temperature": 0.0, "top_p": 1.0, "max_tokens": int(budgets.get(name, budgets["reasoning"]))}
+    sampling = {"temperature": 0.0, "top_p": 1.0, "max_tokens": int(budgets.get(name) or budgets["reasoning"])}
+    if name == "label_first":  # the label comes first: decoding stops at the end of its line
+        sampling["stop"] = ["\n"]
     constrained = cfg.get("constrained_label") if constrained is None else constrained
     regex = label_regex(task.labels, task.answer_prefix, with_reasoning=name == "reasoning") if constrained else None
     return sampling, regex
