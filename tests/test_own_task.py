@@ -91,6 +91,28 @@ def test_both_text_fields_are_the_same_tokens_in_training_and_inference(own_task
         assert res["prompt_token_ids"] == ids(r) and shows_both(res["prompt_token_ids"], r)
 
 
+def test_classify_a_csv_of_both_fields_answers_what_predict_wrote(own_task_run, tmp_path):
+    """classify takes a pair task's examples as a CSV with a column per field (the transformers
+    backend gives vLLM's greedy outputs, tests/test_backends.py)."""
+    import csv
+
+    from tests.conftest import orchestrate
+
+    _, run, _ = own_task_run
+    test = read_jsonl(run / "data" / "task" / "test.jsonl")[:4]
+    with open(tmp_path / "pairs.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, ["review", "product"])
+        writer.writeheader()
+        writer.writerows(r["inputs"] for r in test)
+    orchestrate("classify", "--run-dir", str(run), "--model", "baseline", "--backend", "transformers",
+                "--input", str(tmp_path / "pairs.csv"), "--output", str(tmp_path / "out.jsonl"))
+    predicted = {r["id"]: r for r in read_jsonl(run / "predictions" / "baseline.jsonl")}
+    rows = read_jsonl(tmp_path / "out.jsonl")
+    assert [r["text"] for r in rows] == [r["inputs"] for r in test]
+    assert [r["output"] for r in rows] == [predicted[r["id"]]["output"] for r in test]
+    assert [r["label"] for r in rows] == [predicted[r["id"]]["pred"] for r in test]
+
+
 def test_csv_labels_may_be_indices_and_jsonl_works(tmp_path):
     from pipeline.config import RunContext
     from pipeline.data import load_task_splits
