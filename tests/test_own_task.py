@@ -43,7 +43,8 @@ def test_own_csv_task_with_answer_prefix_end_to_end(own_task_run):
         assert "\nProduct: " in row["messages"][0]["content"] and "\nReview: " in row["messages"][0]["content"]
     for row in read_jsonl(run / "data" / "stage2.jsonl"):
         answer = row["messages"][-1]["content"]
-        assert answer.rsplit("\n\n", 1)[1] in ("Answer: negative", "Answer: positive") and "Label:" not in answer
+        # the answer line ends it (the tiny stage-1 model may write an empty reasoning before it)
+        assert answer.splitlines()[-1] in ("Answer: negative", "Answer: positive") and "Label:" not in answer
     # ... and what the parser reads back: the baseline's outputs give valid labels
     preds = read_jsonl(run / "predictions" / "baseline.jsonl")
     valid = [r for r in preds if r["pred"] is not None]
