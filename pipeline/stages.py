@@ -28,13 +28,14 @@ def prepare(ctx: RunContext) -> dict:
     """Task splits -> data/task/{train,test}.jsonl; reasoning set -> data/stage1.jsonl;
     the tiny base model when the profile asks for one."""
     info = {}
+    splits = load_task_splits(ctx, info)  # bad data stops here, before the tiny model is built
     if ctx.profile["base_model"] == "tiny":
         from pipeline.synthetic import tokenizer_corpus
         from pipeline.tiny_model import build_tiny_model
 
-        build_tiny_model(ctx.base_model_dir, tokenizer_corpus(ctx.task.labels, ctx.task.answer_prefix), **ctx.profile["tiny_model"])
+        build_tiny_model(ctx.base_model_dir, tokenizer_corpus(ctx.task.labels, ctx.task.answer_prefix, ctx.task.inputs),
+                         **ctx.profile["tiny_model"])
         info["base_model"] = str(ctx.base_model_dir)
-    splits = load_task_splits(ctx)
     info["test_overlap"], overlap_ids = train_test_overlap(splits["train"], splits["test"])
     if note := overlap_note(ctx, splits):
         print(f"prepare: {note}")
@@ -112,7 +113,7 @@ def generate(ctx: RunContext, shard: str | None = None) -> dict:
             if not todo:
                 break
             work = ctx.generations / f"attempt-{attempt}"
-            requests = [{"id": r["id"], "messages": prompts.generation_messages(task, r["text"], r["label"]),
+            requests = [{"id": r["id"], "messages": prompts.generation_messages(task, r, r["label"]),
                          "seed": _request_seed(gen["seed"], attempt, r["id"]) if gen["per_request_seed"] else None}
                         for r in todo]
             requests_path = atomic_write_jsonl(work / f"requests{suffix}.jsonl", requests)
@@ -173,9 +174,9 @@ def build_stage2(ctx: RunContext) -> dict:
     for r in train:
         if r["id"] in reasoning:
             answer = prompts.stage2_answer(task, reasoning[r["id"]], r["label"])
-            rows["stage2"].append({"id": r["id"], "messages": prompts.classify_messages(task, r["text"], answer)})
+            rows["stage2"].append({"id": r["id"], "messages": prompts.classify_messages(task, r, answer)})
             rows["baseline"].append({"id": r["id"], "messages": prompts.classify_messages(
-                task, r["text"], prompts.baseline_answer(task, r["label"]))})
+                task, r, prompts.baseline_answer(task, r["label"]))})
     too_long: set[str] = set()
     for which, sets in rows.items():
         limit = resolve_config(ctx, which)["sequence_len"]
@@ -234,7 +235,7 @@ def predict(ctx: RunContext) -> dict:
 
     task, test = ctx.task, read_jsonl(ctx.task_split("test"))
     info = {}
-    requests = [{"id": r["id"], "messages": prompts.classify_messages(task, r["text"])} for r in test]
+    requests = [{"id": r["id"], "messages": prompts.classify_messages(task, r)} for r in test]
     with open_session(ctx, "predict") as session:
         for name, model_dir in MODEL_DIRS.items():
             results, stats = run_classifier(ctx, session, name, ctx.model_dir(model_dir), requests,
