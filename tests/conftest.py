@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_EMOTION = ROOT.parent / "shared" / "data" / "emotion"
 
 
-# Runs the whole tiny pipeline nine times over: it starts first (make test runs two workers).
-LONGEST = ("test_kill_each_stage.py",)
+# The longest files, longest first (make test runs two workers): the kill test runs the whole tiny
+# pipeline nine times over, the experiments train eight arms.
+LONGEST = ("test_kill_each_stage.py", "test_experiments.py")
 
 
 def pytest_collection_modifyitems(items):
@@ -31,8 +32,9 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
     rank = {}
     for item in items:
-        kind = 0 if item.path.name in LONGEST else 1 if heavy & set(item.fixturenames) \
-            else 2 if item.get_closest_marker("slow") else 3
+        kind = LONGEST.index(item.path.name) if item.path.name in LONGEST \
+            else len(LONGEST) if heavy & set(item.fixturenames) \
+            else len(LONGEST) + 1 if item.get_closest_marker("slow") else len(LONGEST) + 2
         rank[item.path] = min(rank.get(item.path, kind), kind)
     items.sort(key=lambda item: rank[item.path])
 
