@@ -24,16 +24,16 @@ LONGEST = ("test_kill_each_stage.py", "test_experiments.py")
 def pytest_collection_modifyitems(items):
     """`slow`: every test that needs the tiny run (or the own-task run), trains, or starts vLLM (`pytest -m "not slow"` skips them).
 
-    Files are ordered longest first (the kill test, then the tiny run's users, then the rest), so that
-    `pytest -n 2 --dist loadfile` (make test) keeps both workers busy to the end."""
-    heavy = {"tiny_run", "own_task_run"}
-    for item in items:
-        if heavy & set(item.fixturenames) or item.get_closest_marker("vllm") or item.get_closest_marker("e2e"):
-            item.add_marker(pytest.mark.slow)
+    Files are ordered longest first (LONGEST, then the other users of those runs, then the other
+    slow files, then the rest), so that `pytest -n 2 --dist loadfile` (make test) keeps both
+    workers busy to the end."""
     rank = {}
     for item in items:
+        uses_a_run = bool({"tiny_run", "own_task_run"} & set(item.fixturenames))
+        if uses_a_run or item.get_closest_marker("vllm") or item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.slow)
         kind = LONGEST.index(item.path.name) if item.path.name in LONGEST \
-            else len(LONGEST) if heavy & set(item.fixturenames) \
+            else len(LONGEST) if uses_a_run \
             else len(LONGEST) + 1 if item.get_closest_marker("slow") else len(LONGEST) + 2
         rank[item.path] = min(rank.get(item.path, kind), kind)
     items.sort(key=lambda item: rank[item.path])
@@ -90,8 +90,8 @@ def once_for_all_workers(tmp_path_factory, name: str, build):
     done = root / f"{name}.json"
     with FileLock(str(root / f"{name}.lock")):
         if not done.exists():
-            folder = root / name
-            folder.mkdir()
+            folder = root / name  # a worker whose build failed may have left it: the next one resumes it
+            folder.mkdir(exist_ok=True)
             done.write_text(json.dumps(build(folder)))
     return json.loads(done.read_text())
 
