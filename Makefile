@@ -1,6 +1,6 @@
 # Set-up, demo and tests on a fresh Linux machine with Python 3.11.
 #   make demo   # both environments + the whole pipeline on the tiny offline profile
-#   make test   # both environments + the test suite
+#   make test   # both environments + the test suite (two workers: most tests wait on one core)
 #   make test-fast  # the tests that neither train nor start vLLM (the edit-test loop)
 PYTHON ?= python3.11
 VENV := .venv
@@ -31,7 +31,7 @@ demo: setup
 	@echo "report: $(RUN_DIR)/report.md"
 
 test: setup
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
 
 test-fast: setup
 	$(VENV)/bin/python -m pytest -m "not slow"

@@ -4,6 +4,7 @@
     python orchestrate.py all --profile tiny --run-dir runs/tiny
     python orchestrate.py generate --profile paper --shard 0/4
     python orchestrate.py classify --run-dir runs/tiny "i am so angry"
+    python orchestrate.py experiments --profile tiny --run-dir runs/tiny --only noise
 
 Every stage reads its inputs from the run directory and writes its outputs there;
 `all` runs them in order and skips those already up to date (see the manifest).
@@ -27,6 +28,7 @@ STAGE_HELP = {
     "evaluate": "metrics, McNemar, reference baselines, report.md",
     "all": "every stage in order, skipping those already up to date",
     "plan": "print tokens, FLOP floor and expected GPU-hours per stage, before any work",
+    "experiments": "follow-up experiments on a finished run (the profile's experiments.run), each a report section",
 }
 # Commands on a finished run directory (its profile and task come from its manifest).
 RUN_TOOLS = {
@@ -70,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--shard", help="i/N: generate only this machine's share (merge by rerunning without)")
         if name == "all":
             p.add_argument("--from", dest="from_stage", help="rerun from this stage on")
+        if name == "experiments":
+            p.add_argument("--only", type=lambda t: [x.strip() for x in t.split(",") if x.strip()], metavar="NAME,...",
+                           help="run only these experiments (balanced, noise, latency, faithfulness, minority, "
+                                "label_first)")
         if name == "plan":
             p.add_argument("--gpu-tflops", type=float, default=989.0, help="peak bf16 dense TFLOP/s (H100 SXM: 989)")
             p.add_argument("--mfu", type=float, help="model FLOP utilisation of training (default: measured for the "
@@ -132,6 +138,11 @@ def run_pipeline(args) -> int:
 
     ctx = context_for(args)
     profile = ctx.profile
+    if args.command == "experiments":
+        from pipeline.experiments import check, run_experiments
+
+        check(ctx, args.only) if args.check else run_experiments(ctx, args.only, force=args.force)
+        return 0
     if args.command == "plan":
         from pipeline.plan import ASSUMED_MFU, estimate, measured_mfu, render
 

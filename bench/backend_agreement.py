@@ -105,10 +105,10 @@ def model_requests(ctx: RunContext, model: str, n: int | None) -> tuple[list[dic
     """The requests the pipeline sends `model`, on the first n test rows, and its max_tokens."""
     test = read_jsonl(ctx.task_split("test"))[:n or None]
     if model == "stage1":
-        rows = [{"id": r["id"], "messages": prompts.generation_messages(ctx.task, r["text"], r["label"])} for r in test]
+        rows = [{"id": r["id"], "messages": prompts.generation_messages(ctx.task, r, r["label"])} for r in test]
         return rows, int(ctx.generation["max_tokens"])
     name = {"stage2": "reasoning", "baseline": "baseline"}[model]
-    rows = [{"id": r["id"], "messages": prompts.classify_messages(ctx.task, r["text"])} for r in test]
+    rows = [{"id": r["id"], "messages": prompts.classify_messages(ctx.task, r)} for r in test]
     return rows, int(ctx.profile["predict"]["max_tokens"][name])
 
 
@@ -118,7 +118,8 @@ def run_backend(ctx: RunContext, backend: str, model_dir: Path, requests: list[d
     from pipeline.generation.job import GenerationJob, engine_config
 
     atomic_write_jsonl(work / "requests.jsonl", requests)
-    job = GenerationJob.from_profile(ctx.generation, model_dir, work / "requests.jsonl", work / "shards", sampling)
+    job = GenerationJob.from_profile(ctx.generation, model_dir, work / "requests.jsonl", work / "shards", sampling,
+                                     chat=ctx.chat_template)
     t0 = time.perf_counter()
     with GenerationSession(backend, engine_config(ctx.generation), work / "session.log", offline=True,
                            worker_env=ctx.generation.get("worker_env"), echo=echo) as session:

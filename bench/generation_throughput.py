@@ -44,8 +44,10 @@ def bench_backend(ctx, backend: str, model_dir: Path, requests: list[dict], work
     sampling = {k: gen[k] for k in ("temperature", "top_p", "max_tokens")}
     atomic_write_jsonl(work / "warmup.jsonl", [{**requests[0], "id": "warmup"}])
     atomic_write_jsonl(work / "requests.jsonl", requests)
-    warm_job = GenerationJob.from_profile(ctx.generation, model_dir, work / "warmup.jsonl", work / "warmup", sampling)
-    job = GenerationJob.from_profile(ctx.generation, model_dir, work / "requests.jsonl", work / "shards", sampling)
+    warm_job = GenerationJob.from_profile(ctx.generation, model_dir, work / "warmup.jsonl", work / "warmup", sampling,
+                                          chat=ctx.chat_template)
+    job = GenerationJob.from_profile(ctx.generation, model_dir, work / "requests.jsonl", work / "shards", sampling,
+                                     chat=ctx.chat_template)
     t_open = time.perf_counter()
     with GenerationSession(backend, engine_config(ctx.generation), work / "session.log", offline=True,
                            worker_env=gen.get("worker_env"), echo=echo) as session:

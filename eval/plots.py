@@ -110,3 +110,25 @@ def plot_accuracy_vs_tokens(points: dict[str, list[tuple[float, float]]],
     ax.set_title("Accuracy vs generated tokens" + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_latency(rows: list[dict], path: Path, subtitle: str = "") -> Path:
+    """Seconds per example and correct answers per second against the batch size, one line per model.
+
+    `rows` = [{"model", "batch_size" (int or "all"), "seconds_per_example", "correct_per_second"}]."""
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.0), layout="constrained")
+    sizes = list(dict.fromkeys(str(r["batch_size"]) for r in rows))
+    for k, model in enumerate(dict.fromkeys(r["model"] for r in rows)):
+        mine = {str(r["batch_size"]): r for r in rows if r["model"] == model}
+        x = [sizes.index(b) for b in mine]
+        for ax, key in zip(axes, ("seconds_per_example", "correct_per_second")):
+            ax.plot(x, [mine[b][key] for b in mine], marker="o", color=f"C{k}", label=model)
+    for ax, label in zip(axes, ("seconds per example (log)", "correct answers per second")):
+        ax.set_xticks(range(len(sizes)), sizes)
+        ax.set_xlabel("batch size (prompts per engine call)")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8)
+    axes[0].set_yscale("log")
+    fig.suptitle("Latency and throughput (wall clock, not reproducible)" + (f"\n{subtitle}" if subtitle else ""),
+                 fontsize=10)
+    return _save(fig, path)

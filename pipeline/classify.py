@@ -9,6 +9,10 @@ Every request goes through predict's own code (`prompts.classify_messages`,
 and engine settings; `parse_label` for the label), so a text gets the answer `predict` would
 give it. A text that cannot be asked (empty, longer than the model's context, not UTF-8, a
 broken JSONL line) gets its row with `error` set instead of a request: no input is dropped.
+
+A task with several text fields (`inputs: [premise, hypothesis]`) takes one {field: text}
+mapping per example: `clf.classify([{"premise": ..., "hypothesis": ...}])`, or on the command
+line JSONL / CSV input with one field (column) per input; its rows' `text` is that mapping.
 """
 from __future__ import annotations
 
@@ -30,8 +34,9 @@ FIELDS = ("text", "label", "reasoning", "valid", "finish_reason", "output", "err
 
 @dataclass
 class Item:
-    """One input row: its text (None when there is none) and why it cannot be asked, if it cannot."""
-    text: str | None
+    """One input row: its text, or {field: text} for a task with several text fields (None when
+    there is none), and why it cannot be asked, if it cannot."""
+    text: str | dict | None
     error: str | None = None
 
 
@@ -40,13 +45,13 @@ def is_trained(model_dir: Path) -> bool:
     return any((Path(model_dir) / name).is_file() for name in WEIGHTS)
 
 
-def result_row(text: str | None, error: str | None = None, label: str | None = None, reasoning: str | None = None,
+def result_row(text: str | dict | None, error: str | None = None, label: str | None = None, reasoning: str | None = None,
                finish_reason: str | None = None, output: str | None = None) -> dict:
     return {"text": text, "label": label, "reasoning": reasoning, "valid": label is not None,
             "finish_reason": finish_reason, "output": output, "error": error}
 
 
-def answer_row(task, text: str, output: str, finish_reason: str | None) -> dict:
+def answer_row(task, text: str | dict, output: str, finish_reason: str | None) -> dict:
     """The one place an answer becomes a label and a reasoning, for offline and served answers alike."""
     from postprocess.labels import answer_reasoning, parse_label
 
@@ -97,8 +102,8 @@ class Classifier:
             self._session = None
         self._tmp.cleanup()
 
-    def classify(self, texts: Iterable[str]) -> list[dict]:
-        """One row per text, in order: text, label (None if invalid), reasoning, valid,
+    def classify(self, texts: Iterable[str | dict]) -> list[dict]:
+        """One row per text ({field: text} for a task with several text fields), in order: text, label (None if invalid), reasoning, valid,
         finish_reason, output (the raw answer) and error (None unless the text could not be asked)."""
         return self.classify_items([t if isinstance(t, Item) else Item(t) for t in texts])
 
@@ -109,7 +114,7 @@ class Classifier:
         rows: list[dict | None] = [None] * len(items)
         requests = []
         for i, item in enumerate(items):
-            error = item.error or _check_text(item.text)
+            error = item.error or _check_input(task, item.text)
             if error is None:
                 messages = prompts.classify_messages(task, item.text)
                 n = len(chat_prompt_ids(self.tokenizer, messages, self.chat_template))
@@ -132,11 +137,22 @@ class Classifier:
         return rows
 
 
-def _check_text(text) -> str | None:
-    if not isinstance(text, str):
-        return f"expected a text, got {type(text).__name__}"
-    if not text.strip():
-        return "empty text"
+def _check_input(task, example) -> str | None:
+    """Why `example` cannot be asked (None if it can): not the task's text field(s), or one empty."""
+    if isinstance(example, dict):
+        try:
+            fields = task.input_fields(example)
+        except DataError as e:
+            return str(e)
+    elif len(task.inputs) > 1:
+        return f"expected the fields {task.inputs} of task {task.name!r}, got {type(example).__name__}"
+    else:
+        fields = {task.inputs[0]: example}
+    for name, text in fields.items():
+        if not isinstance(text, str):
+            return f"expected a text, got {type(text).__name__}" + (f" in field {name!r}" if len(fields) > 1 else "")
+        if not text.strip():
+            return "empty text" + (f" in field {name!r}" if len(fields) > 1 else "")
     return None
 
 
@@ -158,14 +174,18 @@ def input_format(path: str | None, fmt: str) -> str:
     return {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}.get(suffix, "plain")
 
 
-def read_items(data: bytes, fmt: str, source: str, text_field: str = "text") -> list[Item]:
+def read_items(data: bytes, fmt: str, source: str, text_field: str = "text",
+               fields: list[str] | None = None) -> list[Item]:
     """Rows of a plain text (one text a line), JSONL (`text_field` of each object) or CSV
-    (`text_field` column) input; a row that cannot be read is an Item with its error."""
+    (`text_field` column) input; a row that cannot be read is an Item with its error. With
+    `fields` (a task's several text fields) each JSONL object / CSV row gives {field: text}."""
     import csv
     import io
     import json
 
     text = data.decode("utf-8", "surrogateescape")
+    if fields:
+        return _read_field_items(text, fmt, source, fields)
     if fmt == "plain":
         return [_utf8(line, f"{source}:{n}") for n, line in enumerate(text.splitlines(), 1)]
     if fmt == "jsonl":
@@ -193,9 +213,52 @@ def read_items(data: bytes, fmt: str, source: str, text_field: str = "text") -> 
     raise DataError(f"--format {fmt!r}: choose auto, plain, jsonl or csv")
 
 
+def _read_field_items(text: str, fmt: str, source: str, fields: list[str]) -> list[Item]:
+    """JSONL objects or CSV rows with one field (column) per text field of the task."""
+    import csv
+    import io
+    import json
+
+    def item(obj: dict, where: str) -> Item:
+        missing = [f for f in fields if f not in obj]
+        if missing:
+            return Item(None, f"{where}: no field(s) {missing}; each row needs {fields}")
+        values = {}
+        for f in fields:
+            value = _utf8(obj[f], where) if isinstance(obj[f], str) else Item(obj[f])
+            if value.error:
+                return Item({**values, f: value.text}, value.error)
+            values[f] = value.text
+        return Item(values)
+
+    if fmt == "jsonl":
+        items = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                items.append(Item(None, f"{source}:{n}: not valid JSON ({e.msg} at column {e.colno})"))
+                continue
+            items.append(item(obj, f"{source}:{n}") if isinstance(obj, dict) else
+                         Item(None, f"{source}:{n}: expected a JSON object with the fields {fields}"))
+        return items
+    if fmt == "csv":
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        missing = [f for f in fields if f not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{source}:1: no column(s) {missing} in the CSV header {reader.fieldnames}; "
+                            f"the task's text fields are {fields}")
+        return [item({f: row[f] or "" for f in fields}, f"{source}:{reader.line_num}") for row in reader]
+    raise DataError(f"{source}: the task has the text fields {fields}: give JSONL (one object a line) or CSV "
+                    f"(a column each), not plain lines")
+
+
 # ---------------------------------------------------------------- the CLI
 def add_arguments(p) -> None:
-    p.add_argument("texts", nargs="*", help="texts to classify (else --input FILE, else stdin)")
+    p.add_argument("texts", nargs="*", help="texts to classify (else --input FILE, else stdin); a task with several "
+                                            "text fields takes JSONL or CSV input with one field (column) each")
     p.add_argument("--run-dir", required=True, help="a finished run directory, e.g. runs/demo")
     p.add_argument("--model", default="reasoning", choices=list(MODELS), help="which trained model (default: reasoning)")
     p.add_argument("--input", help="a file of texts: plain lines, JSONL or CSV (by extension, or --format); - for stdin")
@@ -216,6 +279,10 @@ def main(args) -> int:
     if args.texts and args.input:
         raise DataError("give texts as arguments or --input FILE, not both")
     ctx = RunContext.from_run_dir(args.run_dir, backend=args.backend)
+    fields = ctx.task.inputs if len(ctx.task.inputs) > 1 else None
+    if args.texts and fields:
+        raise DataError(f"task {ctx.task.name!r} has the text fields {fields}: give them as --input FILE "
+                        f"(JSONL with those fields, or CSV with those columns), not as arguments")
     if args.texts:
         items, from_file = [Item(t) for t in args.texts], False
     elif args.input and args.input != "-":
@@ -223,10 +290,11 @@ def main(args) -> int:
             data = Path(args.input).read_bytes()
         except OSError as e:
             raise DataError(f"{args.input}: cannot read ({e.strerror})") from None
-        items, from_file = read_items(data, input_format(args.input, args.format), args.input, args.text_field), True
+        items, from_file = read_items(data, input_format(args.input, args.format), args.input, args.text_field,
+                                      fields), True
     else:
         items, from_file = read_items(sys.stdin.buffer.read(), input_format(None, args.format), "<stdin>",
-                                      args.text_field), False
+                                      args.text_field, fields), False
     batch = int(ctx.generation["chunk_size"])
     counts = {"valid": 0, "invalid": 0, "error": 0}
     with Classifier(ctx, args.model) as clf:  # the model is checked before an --output file is touched

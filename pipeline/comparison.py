@@ -33,11 +33,17 @@ def _flat(cfg: dict, prefix: str = "") -> dict:
     return out
 
 
+def portable_config(cfg: dict) -> dict:
+    """An Axolotl config flattened (`datasets.0.type`) without the keys that name paths: two runs
+    whose portable configs are equal train alike on whatever data their paths hold."""
+    return {k: v for k, v in _flat(cfg).items() if k not in PATH_KEYS}
+
+
 def config_differences(stage2: dict, baseline: dict) -> list[str]:
     """Why two Axolotl configs would not give a controlled comparison ([] when they would)."""
-    a, b = _flat(stage2), _flat(baseline)
+    a, b = portable_config(stage2), portable_config(baseline)
     reasons = [f"config key {k!r} differs: stage2 {a.get(k)!r}, baseline {b.get(k)!r}"
-               for k in sorted(set(a) | set(b)) if k not in PATH_KEYS and a.get(k) != b.get(k)]
+               for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
     reasons += [f"{which} uses sample_packing: optimizer steps then follow the token count, not the rows"
                 for which, cfg in zip(PAIR, (stage2, baseline)) if cfg.get("sample_packing")]
     return reasons

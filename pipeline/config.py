@@ -126,6 +126,7 @@ def _where(chain: list[tuple[Path, dict]], keys: tuple) -> str:
 
 
 TASK_TEMPLATES = ("stage2_assistant", "baseline_assistant")  # answer templates a task may replace
+RESERVED_FIELDS = {"labels", "label", "id", "inputs"}  # names the pipeline itself gives a row or a template
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,10 @@ class TaskSpec:
     prompts/ for templates), so a task can live entirely outside the project. `templates`
     maps stage2_assistant / baseline_assistant to the task's own answer templates; both
     receive `answer_prefix`, the one string the label parser also looks for.
+
+    `inputs` names the text fields of one example (default: one, `text`; a sentence-pair task
+    says `[premise, hypothesis]`): each is a variable of the question template, and `columns`
+    maps each (and `label`) to the column of the data that holds it.
     """
 
     name: str
@@ -143,6 +148,8 @@ class TaskSpec:
     question_template: str
     answer_prefix: str
     templates: dict = field(default_factory=dict)
+    inputs: list = field(default_factory=lambda: ["text"])
+    unlabeled: list = field(default_factory=list)
     files: dict = field(default_factory=dict)
     columns: dict = field(default_factory=dict)
     hub: dict = field(default_factory=dict)
@@ -185,7 +192,47 @@ class TaskSpec:
         if files and (not isinstance(files, dict) or set(files) != {"train", "test"}):
             raise DataError(f"{at('files')}: field 'files' needs exactly `train` and `test` (paths relative to the spec)")
         data["files"] = {split: str((path.parent / f).resolve()) for split, f in files.items()}
+        inputs = data.get("inputs", ["text"])
+        if not (isinstance(inputs, list) and inputs and all(isinstance(x, str) and x.isidentifier() for x in inputs)
+                and len(set(inputs)) == len(inputs)) or set(inputs) & RESERVED_FIELDS:
+            raise DataError(f"{at('inputs')}: field 'inputs' must list the example's text fields as distinct names "
+                            f"(letters, digits, _), none of {sorted(RESERVED_FIELDS)}, e.g. [premise, hypothesis]")
+        columns = data.get("columns") or {}
+        unknown = sorted(set(columns) - {*inputs, "label"}) if isinstance(columns, dict) else ["?"]
+        if unknown:
+            raise DataError(f"{at('columns')}: field 'columns' maps {unknown}, which the task does not have; it maps "
+                            f"each of `inputs` {inputs} and `label` to a column of the data")
+        if data.get("text_files") and inputs != ["text"]:
+            raise DataError(f"{at('text_files')}: field 'text_files' reads `text;label` lines, one text per example; "
+                            f"a task with `inputs` {inputs} needs `files` (CSV, JSONL, parquet) or `hub`")
+        unlabeled = data.get("unlabeled") or []
+        if not isinstance(unlabeled, list):
+            raise DataError(f"{at('unlabeled')}: field 'unlabeled' lists the label values of rows without a gold "
+                            f"label (left out), e.g. [-1]")
+        data.update(inputs=inputs, unlabeled=unlabeled)
         return cls(**data, path=path.resolve())
+
+    def input_fields(self, example) -> dict[str, str]:
+        """The question template's text fields of one example: a data row (its `inputs`, else its own
+        fields), a {field: text} mapping, or, for a one-text task, the text itself."""
+        if isinstance(example, str):
+            if len(self.inputs) > 1:
+                raise DataError(f"task {self.name!r} ({self.path}) asks for the fields {self.inputs}, "
+                                f"got one text; give each field")
+            return {self.inputs[0]: example}
+        fields = example.get("inputs") if isinstance(example.get("inputs"), dict) else example
+        missing = [f for f in self.inputs if f not in fields]
+        if missing:
+            raise DataError(f"task {self.name!r} ({self.path}) asks for the fields {self.inputs}; "
+                            f"missing {missing} (given: {sorted(fields)})")
+        return {f: fields[f] for f in self.inputs}
+
+    def joined_text(self, fields: dict[str, str]) -> str:
+        """One string of an example's text fields (`name: value` lines for several fields): what
+        reports, the reference classifiers and the overlap count see as its text."""
+        if len(self.inputs) == 1:
+            return fields[self.inputs[0]]
+        return "\n".join(f"{name}: {fields[name]}" for name in self.inputs)
 
 
 def _template_name(spec: Path, fld: str, name) -> str:

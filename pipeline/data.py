@@ -131,9 +131,11 @@ def load_reasoning_set(ctx: RunContext) -> list[dict]:
     return [{"id": f"rs-{i:06d}", **{k: v for k, v in r.items() if k != "_line"}} for i, r in enumerate(rows)]
 
 
-def task_columns(task: TaskSpec) -> dict[str, str]:
-    """{text: <column>, label: <column>} of the task's own files (default: columns named text and label)."""
-    return {"text": task.columns.get("text", "text"), "label": task.columns.get("label", "label")}
+def task_columns(task: TaskSpec, hub: dict | None = None) -> dict[str, str]:
+    """{<each input field>: <column>, label: <column>}: the spec's `columns`, else (hub data) the
+    hub's `text_field` / `label_field`, else a column of the field's own name."""
+    defaults = {"text": hub.get("text_field"), "label": hub.get("label_field")} if hub else {}
+    return {name: task.columns.get(name) or defaults.get(name) or name for name in [*task.inputs, "label"]}
 
 
 def _normalise_label(value, task: TaskSpec, where: str) -> str:
@@ -188,10 +190,11 @@ def describe_source(ctx: RunContext) -> str:
         where = f"--data-dir {ctx.data_dir} ({', '.join(task.text_files.values())}, text;label lines)"
     elif task.files:
         cols = task_columns(task)
-        where = (f"{task.files['train']} (train), {task.files['test']} (test); columns text={cols['text']!r}, "
-                 f"label={cols['label']!r}")
+        where = (f"{task.files['train']} (train), {task.files['test']} (test); columns "
+                 + ", ".join(f"{ours}={col!r}" for ours, col in cols.items()))
     elif spec["source"] == "synthetic":
-        return (f"synthetic (pipeline/synthetic.py, seed {ctx.profile.get('seed', 0)}): "
+        kind = "sentence pairs, " if len(task.inputs) > 1 else ""
+        return (f"synthetic (pipeline/synthetic.py, {kind}seed {ctx.profile.get('seed', 0)}): "
                 f"{spec['n_train']} train, {spec['n_test']} test rows")
     else:
         hub = task.hub
@@ -202,12 +205,16 @@ def describe_source(ctx: RunContext) -> str:
     return where + (f"; {', '.join(limits)}" if limits else "")
 
 
-def load_task_splits(ctx: RunContext) -> dict[str, list[dict]]:
-    """{'train': [...], 'test': [...]} with rows {id, text, label}; ids are `<split>-<n>`."""
+def load_task_splits(ctx: RunContext, counts: dict | None = None) -> dict[str, list[dict]]:
+    """{'train': [...], 'test': [...]} with rows {id, text, label} (plus `inputs`, the text fields,
+    for a task whose `inputs` are not just `text`); ids are `<split>-<n>`. Rows whose label is one
+    of the spec's `unlabeled` values are left out first (their number per split goes to `counts`)."""
     task, spec = ctx.task, ctx.profile["task_data"]
     splits: dict[str, list[dict]] = {}
+    sources: dict[str, str] = {}  # split -> where its rows come from, for the label-coverage message
     if ctx.data_dir is not None:
         splits, limits = read_data_dir(ctx), {}
+        sources = {split: str(ctx.data_dir / f) for split, f in task.text_files.items()}
     elif task.files:
         cols = task_columns(task)
         for split, fname in task.files.items():
@@ -215,37 +222,73 @@ def load_task_splits(ctx: RunContext) -> dict[str, list[dict]]:
             if path.suffix not in TABLE_SUFFIXES:
                 raise DataError(f"{task.path}: field 'files.{split}': {path.name} is not one of {TABLE_SUFFIXES}")
             read_text(path, f"task {task.name!r} {split} split")  # missing, a folder, not UTF-8: named here
-            rows = map_columns(read_table(path), cols, str(path), mapped_in="the task spec (columns", text=("text",))
+            rows = map_columns(read_table(path), cols, str(path), mapped_in="the task spec (columns",
+                               text=tuple(task.inputs))
             splits[split] = [{**r, "_where": f"{path}:{r['_line']}"} for r in rows]
+            sources[split] = str(path)
         limits = {"train": spec.get("limit_train"), "test": spec.get("limit_test")}
     elif spec["source"] == "synthetic":
-        from pipeline.synthetic import make_emotion_split
+        from pipeline.synthetic import make_emotion_split, make_pair_split
 
-        train, test = make_emotion_split(spec["n_train"], spec["n_test"], task.labels, seed=ctx.profile.get("seed", 0))
+        seed = ctx.profile.get("seed", 0)
+        if len(task.inputs) > 1:
+            train, test = make_pair_split(spec["n_train"], spec["n_test"], task.labels, task.inputs, seed=seed)
+        else:
+            train, test = make_emotion_split(spec["n_train"], spec["n_test"], task.labels, seed=seed)
+            train, test = ([{task.inputs[0]: r["text"], "label": r["label"]} for r in rows] for rows in (train, test))
         splits = {"train": train, "test": test}
         limits = {}
     elif spec["source"] == "hub":
         hub = task.hub
-        splits = {}
+        cols = task_columns(task, hub)
         for split, hub_split in hub["splits"].items():
-            rows = read_hub(hub["path"], hub_split, hub.get("name"))
-            splits[split] = [{"text": r[hub["text_field"]], "label": r[hub["label_field"]]} for r in rows]
+            sources[split] = f"hub dataset {hub['path']}" + (f" ({hub['name']})" if hub.get("name") else "") \
+                + f", split {hub_split!r}"
+            splits[split] = map_columns(read_hub(hub["path"], hub_split, hub.get("name")), cols, sources[split],
+                                        mapped_in="the task spec (columns", text=())
         limits = {"train": spec.get("limit_train"), "test": spec.get("limit_test")}
     else:
         raise DataError(f"profile task_data.source {spec['source']!r}: use 'hub', 'synthetic' or --data-dir")
+    unlabeled = {str(v).strip() for v in task.unlabeled}
     out = {}
     for split, rows in splits.items():
-        rows = subset(rows, limits.get(split), spec, ctx.profile.get("seed", 0))
+        kept = [r for r in rows if str(r["label"]).strip() not in unlabeled]
+        if counts is not None and unlabeled:
+            counts[f"unlabeled_{split}"] = len(rows) - len(kept)
+        rows = subset(kept, limits.get(split), spec, ctx.profile.get("seed", 0))
         clean = []
         for i, row in enumerate(rows):
             where = row.get("_where") or (f"{split} split, row {i + 1}" if row.get("_line") is None
                                           else f"{ctx.data_dir / task.text_files[split]}:{row['_line']}")
-            text = row["text"]
-            if not isinstance(text, str) or not text.strip():
-                raise DataError(f"{where}: field 'text' is empty")
-            clean.append({"id": f"{split}-{i:05d}", "text": text.strip(), "label": _normalise_label(row["label"], task, where)})
+            fields = {}
+            for name in task.inputs:
+                value = row[name]
+                if not isinstance(value, str) or not value.strip():
+                    raise DataError(f"{where}: field {name!r} is empty")
+                fields[name] = value.strip()
+            clean.append({"id": f"{split}-{i:05d}", "text": task.joined_text(fields),
+                          "label": _normalise_label(row["label"], task, where),
+                          **({"inputs": fields} if task.inputs != ["text"] else {})})
         out[split] = clean
+    if "train" in out:
+        check_label_coverage(ctx, out["train"], sources.get("train", "the train split"),
+                             spec.get("limit_train") if sources else None)
     return out
+
+
+def check_label_coverage(ctx: RunContext, train: list[dict], source: str, limit: int | None = None) -> None:
+    """Every label of the spec must occur in the train rows used: a model cannot learn a label it
+    never sees, and per-class numbers of it would be empty."""
+    task = ctx.task
+    missing = [lab for lab in task.labels if lab not in {r["label"] for r in train}]
+    if not missing:
+        return
+    col = "" if ctx.data_dir is not None else \
+        f" (column {task_columns(task, task.hub if source.startswith('hub') else None)['label']!r})"
+    scope = f"the first {limit} rows prepare uses (task_data.limit_train)" if limit else "its rows"
+    raise DataError(f"{source}: field 'label'{col}: the label(s) {missing} of `labels` in "
+                    f"{task.path} never occur in {scope} of the train split; add train rows with them, "
+                    f"or remove them from `labels`")
 
 
 def _norm_text(text: str) -> str:

@@ -179,7 +179,7 @@ def export_model(ctx: RunContext, facts: dict, which: str, out: Path, metrics: d
             what=MODEL_TRAINING.get(which, which), classify_name=name, axolotl_config=axolotl_config,
             axolotl_settings=yaml.safe_load(axolotl_config) if axolotl_config else {},
             training=training, metrics=model_metrics, metrics_file=metrics is not None, repo_ids=repo_ids,
-            question=prompts.classify_messages(ctx.task, "<text>")[0]["content"])
+            question=prompts.question(ctx.task, {name: f"<{name}>" for name in ctx.task.inputs}))
         card.save(folder / "README.md")
 
     return _replace_dir(build, out / "models" / which)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 PositiveInt = Field(ge=1)
 
@@ -150,6 +150,59 @@ class Plan(Section):
     predict: PlanPredict = PlanPredict()
 
 
+EXPERIMENT_NAMES = ("balanced", "noise", "latency", "faithfulness", "minority", "label_first")
+
+
+class BalancedExperiment(Section):
+    per_class: Optional[int] = Field(None, ge=1)       # train examples per class (null: the smallest class's count)
+    test_per_class: Optional[int] = Field(None, ge=1)  # test examples per class (null: the smallest class's count)
+
+
+class NoiseExperiment(Section):
+    fractions: list[float] = Field([0.2], min_length=1)  # shares of stage-2 reasonings replaced; 0 is always added
+
+    @field_validator("fractions", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, (int, float)) else v
+
+    @field_validator("fractions")
+    @classmethod
+    def _shares(cls, v):
+        if any(not 0 <= x <= 1 for x in v):
+            raise ValueError("every fraction must be between 0 and 1")
+        return v
+
+
+class LatencyExperiment(Section):
+    batch_sizes: list[int | Literal["all"]] = Field([1, 8, 64, "all"], min_length=1)
+    test_limit: Optional[int] = Field(None, ge=1)       # test examples timed (null: experiments.test_limit)
+
+
+class FaithfulnessExperiment(Section):
+    sample: int = Field(20, ge=0)                       # disagreements shown in the report
+
+
+class MinorityExperiment(Section):
+    review_per_class: int = Field(20, ge=1)             # reasonings per class in the review sheet
+    below_share: float = Field(0.1, gt=0, le=1)         # classes under this share of the train set get extra reasonings
+    extra_per_example: int = Field(2, ge=1)             # extra reasonings (new seeds) per example of such a class
+    arms: list[Literal["quality_filter", "extra_reasonings", "balanced_sampling"]] = \
+        ["quality_filter", "extra_reasonings", "balanced_sampling"]
+
+
+class Experiments(Section):
+    run: list[Literal[EXPERIMENT_NAMES]] = []           # what `orchestrate.py experiments` runs, in order
+    train: dict[str, Any] = {}                          # Axolotl overrides for every arm an experiment trains
+    test_limit: Optional[int] = Field(None, ge=1)       # first N test examples for the arms (null: all)
+    seed: int = Field(0, ge=0)                          # subsets, noise, samples
+    balanced: BalancedExperiment = BalancedExperiment()
+    noise: NoiseExperiment = NoiseExperiment()
+    latency: LatencyExperiment = LatencyExperiment()
+    faithfulness: FaithfulnessExperiment = FaithfulnessExperiment()
+    minority: MinorityExperiment = MinorityExperiment()
+
+
 class Profile(Section):
     name: str
     base_model: str = "meta-llama/Llama-3.2-1B-Instruct"   # a hub id, a local folder, or "tiny"
@@ -168,6 +221,7 @@ class Profile(Section):
     qc: QC = QC()
     predict: Predict = Predict()
     plan: Plan = Plan()
+    experiments: Experiments = Experiments()
 
 
 def validate(data: dict) -> tuple[dict | None, list[tuple[tuple, str]]]:

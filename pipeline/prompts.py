@@ -70,8 +70,10 @@ def template_paths(task: TaskSpec, chat: str = CHAT_TEMPLATE) -> list[Path]:
     return [template_file(n) for n in names]
 
 
-def question(task: TaskSpec, text: str) -> str:
-    return render(task.question_template, text=text, labels=task.labels)
+def question(task: TaskSpec, example: str | dict) -> str:
+    """The task's question about one example: a data row, a {field: text} mapping of the task's
+    `inputs` (premise, hypothesis, ...) or, for a one-text task, the text; each field is a variable."""
+    return render(task.question_template, **task.input_fields(example), labels=task.labels)
 
 
 def stage1_messages(question_text: str, answer: str, reasoning: str | None = None) -> list[dict]:
@@ -82,21 +84,21 @@ def stage1_messages(question_text: str, answer: str, reasoning: str | None = Non
     return msgs
 
 
-def generation_messages(task: TaskSpec, text: str, label: str) -> list[dict]:
+def generation_messages(task: TaskSpec, example: str | dict, label: str) -> list[dict]:
     """The data engine's request: the task question with its gold label, as a stage-1 prompt."""
-    return stage1_messages(question(task, text), label)
+    return stage1_messages(question(task, example), label)
 
 
-def prompted_generation_messages(task: TaskSpec, text: str, label: str) -> list[dict]:
+def prompted_generation_messages(task: TaskSpec, example: str | dict, label: str) -> list[dict]:
     """The request of `generation.generator: prompted`: an instruct model, not a trained stage-1
     model, writes the reasoning for the gold label from a few-shot prompt."""
-    return [{"role": "user", "content": render(PROMPTED_REASONING, question=question(task, text), answer=label,
+    return [{"role": "user", "content": render(PROMPTED_REASONING, question=question(task, example), answer=label,
                                                labels=task.labels)}]
 
 
-def classify_messages(task: TaskSpec, text: str, answer: str | None = None) -> list[dict]:
-    """text -> answer: the user turn of stage 2, the baseline, predict and classify."""
-    msgs = [{"role": "user", "content": question(task, text)}]
+def classify_messages(task: TaskSpec, example: str | dict, answer: str | None = None) -> list[dict]:
+    """example -> answer: the user turn of stage 2, the baseline, predict and classify."""
+    msgs = [{"role": "user", "content": question(task, example)}]
     if answer is not None:
         msgs.append({"role": "assistant", "content": answer})
     return msgs
@@ -109,3 +111,8 @@ def stage2_answer(task: TaskSpec, reasoning: str, label: str) -> str:
 
 def baseline_answer(task: TaskSpec, label: str) -> str:
     return render(task.templates["baseline_assistant"], label=label, answer_prefix=task.answer_prefix)
+
+
+def label_first_answer(task: TaskSpec, reasoning: str, label: str) -> str:
+    """The label line first, then the reasoning: decoding may stop after the label (experiment label_first)."""
+    return render("label_first_assistant.jinja", reasoning=reasoning, label=label, answer_prefix=task.answer_prefix)

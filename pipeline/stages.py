@@ -31,6 +31,7 @@ def prepare(ctx: RunContext) -> dict:
     from pipeline.base_model import ensure_base_model
 
     info = {}
+    splits = load_task_splits(ctx, info)  # bad data stops here, before a base model is built
     ensure_base_model(ctx.profile)
     if ctx.profile.get("base_model_gguf"):
         info["base_model"] = ctx.base_model
@@ -38,9 +39,9 @@ def prepare(ctx: RunContext) -> dict:
         from pipeline.synthetic import tokenizer_corpus
         from pipeline.tiny_model import build_tiny_model
 
-        build_tiny_model(ctx.base_model_dir, tokenizer_corpus(ctx.task.labels, ctx.task.answer_prefix), **ctx.profile["tiny_model"])
+        build_tiny_model(ctx.base_model_dir, tokenizer_corpus(ctx.task.labels, ctx.task.answer_prefix, ctx.task.inputs),
+                         **ctx.profile["tiny_model"])
         info["base_model"] = str(ctx.base_model_dir)
-    splits = load_task_splits(ctx)
     info["test_overlap"], overlap_ids = train_test_overlap(splits["train"], splits["test"])
     if note := overlap_note(ctx, splits):
         print(f"prepare: {note}")
@@ -64,6 +65,12 @@ def prepare(ctx: RunContext) -> dict:
 def prompted(ctx: RunContext) -> bool:
     """`generation.generator: prompted`: the base model writes the reasonings; stage 1 is not trained."""
     return ctx.profile["generation"].get("generator") == "prompted"
+
+
+def reasoning_request(ctx: RunContext, example: dict, label: str) -> list[dict]:
+    """The messages that ask the generator for `example`'s reasoning towards its gold `label`."""
+    ask = prompts.prompted_generation_messages if prompted(ctx) else prompts.generation_messages
+    return ask(ctx.task, example, label)
 
 
 def generator_model(ctx: RunContext) -> Path:
@@ -122,7 +129,6 @@ def generate(ctx: RunContext, shard: str | None = None) -> dict:
 
     gen, task = ctx.generation, ctx.task
     ensure_base_model(ctx.profile)
-    ask = prompts.prompted_generation_messages if prompted(ctx) else prompts.generation_messages
     train = read_jsonl(ctx.task_split("train"))
     share = select_shard(train, shard)
     by_id = {r["id"]: r for r in train}
@@ -138,7 +144,7 @@ def generate(ctx: RunContext, shard: str | None = None) -> dict:
             if not todo:
                 break
             work = ctx.generations / f"attempt-{attempt}"
-            requests = [{"id": r["id"], "messages": ask(task, r["text"], r["label"]),
+            requests = [{"id": r["id"], "messages": reasoning_request(ctx, r, r["label"]),
                          "seed": _request_seed(gen["seed"], attempt, r["id"]) if gen["per_request_seed"] else None}
                         for r in todo]
             requests_path = atomic_write_jsonl(work / f"requests{suffix}.jsonl", requests)
@@ -200,9 +206,9 @@ def build_stage2(ctx: RunContext) -> dict:
     for r in train:
         if r["id"] in reasoning:
             answer = prompts.stage2_answer(task, reasoning[r["id"]], r["label"])
-            rows["stage2"].append({"id": r["id"], "messages": prompts.classify_messages(task, r["text"], answer)})
+            rows["stage2"].append({"id": r["id"], "messages": prompts.classify_messages(task, r, answer)})
             rows["baseline"].append({"id": r["id"], "messages": prompts.classify_messages(
-                task, r["text"], prompts.baseline_answer(task, r["label"]))})
+                task, r, prompts.baseline_answer(task, r["label"]))})
     too_long: set[str] = set()
     for which, sets in rows.items():
         limit = resolve_config(ctx, which)["sequence_len"]
@@ -223,13 +229,16 @@ MODEL_DIRS = {"baseline": "baseline", "reasoning": "stage2"}
 
 def answer_decoding(profile: dict, task, name: str, constrained: bool | None = None) -> tuple[dict, str | None]:
     """predict's decoding for model `name`: greedy, predict.max_tokens[name] new tokens (a model the
-    profile does not list gets the reasoning model's budget), and the label regex when constrained
-    decoding is on (`constrained`, else the profile's predict.constrained_label). Offline and served."""
+    profile does not list gets the reasoning model's budget; label_first stops at the end of its label
+    line), and the label regex when constrained decoding is on (`constrained`, else the profile's
+    predict.constrained_label). Offline and served."""
     from postprocess.labels import label_regex
 
     cfg = profile["predict"]
     budgets = cfg["max_tokens"]
-    sampling = {"temperature": 0.0, "top_p": 1.0, "max_tokens": int(budgets.get(name, budgets["reasoning"]))}
+    sampling = {"temperature": 0.0, "top_p": 1.0, "max_tokens": int(budgets.get(name) or budgets["reasoning"])}
+    if name == "label_first":  # the label comes first: decoding stops at the end of its line
+        sampling["stop"] = ["\n"]
     constrained = cfg.get("constrained_label") if constrained is None else constrained
     regex = label_regex(task.labels, task.answer_prefix, with_reasoning=name == "reasoning") if constrained else None
     return sampling, regex
@@ -259,7 +268,7 @@ def predict(ctx: RunContext) -> dict:
 
     task, test = ctx.task, read_jsonl(ctx.task_split("test"))
     info = {}
-    requests = [{"id": r["id"], "messages": prompts.classify_messages(task, r["text"])} for r in test]
+    requests = [{"id": r["id"], "messages": prompts.classify_messages(task, r)} for r in test]
     with open_session(ctx, "predict") as session:
         for name, model_dir in MODEL_DIRS.items():
             results, stats = run_classifier(ctx, session, name, ctx.model_dir(model_dir), requests,

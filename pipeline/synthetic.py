@@ -3,6 +3,10 @@
 * `make_emotion_split` imitates dair-ai/emotion: short lower-case sentences without
   punctuation ("im feeling so hopeless about my job today"), the same class imbalance,
   and ~5% label noise. Each label has its own cue words, so a tiny model can learn it.
+* `make_pair_split` is a sentence-pair task in the manner of SNLI: a premise about someone
+  doing something somewhere, and a hypothesis that follows from it (entailment), conflicts
+  with it (contradiction) or adds what it does not say (neutral). Other labels get a
+  hypothesis built around the label's own cue words, so any label set works.
 * `make_reasoning_set` is a toy "general reasoning" set (question, answer, and a 1-3
   sentence rationale that cites the evidence) for stage 1.
 * `tokenizer_corpus` is what the tiny tokenizer is trained on, so that the task data,
@@ -129,6 +133,72 @@ def make_emotion_split(n_train: int, n_test: int, labels: Sequence[str], seed: i
                 raise ValueError(f"cannot make {n_train + n_test} distinct texts for {labels}")
             seen.add(text)
             rows.append({"text": text, "label": label})
+        return rows
+
+    train = split(n_train)
+    return train, split(n_test)
+
+
+# ---- sentence pairs -----------------------------------------------------------------
+
+# (activity, a more general wording of it, an activity that cannot happen at the same time)
+_ACTS = (("playing the guitar", "making music", "sleeping"),
+         ("riding a bicycle", "outside on a bike", "sitting on a sofa"),
+         ("cooking dinner", "preparing food", "swimming in a lake"),
+         ("reading a book", "reading", "running a race"),
+         ("painting a fence", "working with paint", "watching television"),
+         ("walking a dog", "out with an animal", "driving a truck"),
+         ("climbing a tree", "climbing", "lying in bed"),
+         ("washing a car", "cleaning something", "flying a plane"),
+         ("singing a song", "making music", "eating soup"),
+         ("kicking a ball", "playing a game", "taking a nap"))
+_PLACES = ("in the park", "at the beach", "in a small kitchen", "on a busy street", "in the garden",
+           "at school", "near the river", "in front of a house", "at the market", "on a farm")
+_PEOPLE = ("a young man", "an old woman", "a little girl", "a boy", "a student", "a tall man",
+           "a woman in a red coat", "a child", "a girl with a backpack", "a man with a hat")
+_EXTRAS = ("because it is his birthday", "for the first time", "to win a prize", "while waiting for a friend",
+           "before going to work", "with a friend", "after a long day", "for a school project")
+_NLI = ("entailment", "neutral", "contradiction")
+
+
+def _hypothesis(rng: random.Random, label: str, who: str, act: tuple[str, str, str], where: str,
+                cues: Sequence[str]) -> str:
+    """The hypothesis that stands in relation `label` to the premise `who is act[0] where`."""
+    if label == "entailment":
+        return rng.choice([f"someone is {act[1]}", f"{who} is {act[1]}", f"a person is {act[0]} {where}"])
+    if label == "contradiction":
+        return rng.choice([f"{who} is {act[2]}", f"nobody is {act[0]}", f"{who} is {act[2]} {where}"])
+    if label == "neutral":
+        return f"{who} is {act[0]} {rng.choice(_EXTRAS)}"
+    return f"{who} feels {rng.choice(cues)} {where}"
+
+
+def make_pair_split(n_train: int, n_test: int, labels: Sequence[str], fields: Sequence[str], seed: int = 0,
+                    *, noise: float = LABEL_NOISE) -> tuple[list[dict], list[dict]]:
+    """Train and test rows `{<fields[0]>: premise, <fields[1]>: hypothesis, "label"}`, with the class
+    shares of `label_shares` (balanced for the three NLI labels, as SNLI is). A `noise` share of
+    rows gets the hypothesis of another label (the label is kept). No pair appears twice."""
+    if len(fields) != 2 or len(labels) < 2:
+        raise ValueError(f"a sentence-pair task needs two text fields and two labels, got {list(fields)}, {list(labels)}")
+    rng = random.Random(seed)
+    cues, seen = cue_words(labels), set()
+    shares = [1 / len(labels)] * len(labels) if set(labels) <= set(_NLI) else label_shares(labels)
+
+    def split(n: int) -> list[dict]:
+        row_labels = [lab for lab, c in zip(labels, _label_counts(n, shares)) for _ in range(c)]
+        rng.shuffle(row_labels)
+        rows = []
+        for label in row_labels:
+            source = rng.choice([o for o in labels if o != label]) if rng.random() < noise else label
+            for _ in range(1000):
+                who, act, where = rng.choice(_PEOPLE), rng.choice(_ACTS), rng.choice(_PLACES)
+                pair = (f"{who} is {act[0]} {where}", _hypothesis(rng, source, who, act, where, cues[source]))
+                if pair not in seen:
+                    break
+            else:
+                raise ValueError(f"cannot make {n_train + n_test} distinct pairs for {labels}")
+            seen.add(pair)
+            rows.append({fields[0]: pair[0], fields[1]: pair[1], "label": label})
         return rows
 
     train = split(n_train)
@@ -393,14 +463,22 @@ wonder wonderful wood wool worker worry worth wound yard yell yellow youth zone
 """
 
 
+# The templates of the main pipeline. A fixed list, not prompts/*.jinja: a template added for
+# another model or an experiment must not change the tiny tokenizer, hence the demo's results.
+TOKENIZER_TEMPLATES = ("baseline_assistant", "chat_template", "emotion_question", "stage1_assistant",
+                       "stage1_user", "stage2_assistant")
+
+
 def _template_text() -> list[str]:
-    """The fixed wording of prompts/*.jinja, with the `{{ ... }}` slots removed."""
-    return [_JINJA_TAG.sub(" ", p.read_text(encoding="utf-8"))
-            for p in sorted(_PROMPTS_DIR.glob("*.jinja"))]
+    """The fixed wording of the main pipeline's templates, with the `{{ ... }}` slots removed."""
+    return [_JINJA_TAG.sub(" ", (_PROMPTS_DIR / f"{name}.jinja").read_text(encoding="utf-8"))
+            for name in TOKENIZER_TEMPLATES]
 
 
-def tokenizer_corpus(labels: Sequence[str], answer_prefix: str = "Label:") -> list[str]:
-    """Texts to train the tiny tokenizer on; deterministic for given labels, answer prefix and prompts/."""
+def tokenizer_corpus(labels: Sequence[str], answer_prefix: str = "Label:",
+                     inputs: Sequence[str] = ("text",)) -> list[str]:
+    """Texts to train the tiny tokenizer on; deterministic for given labels, answer prefix, input
+    fields (a sentence-pair task adds its pairs) and prompts/."""
     cues = cue_words(labels)
     lines = [" ".join(_COMMON_WORDS.split())]
     lines += [" ".join(words) for words in cues.values()]
@@ -409,6 +487,9 @@ def tokenizer_corpus(labels: Sequence[str], answer_prefix: str = "Label:") -> li
     lines += 200 * _template_text()
     train, _ = make_emotion_split(2000, 0, labels, seed=0)
     lines += [row["text"] for row in train]
+    if len(inputs) == 2:
+        pairs, _ = make_pair_split(2000, 0, labels, inputs, seed=0)
+        lines += [f"{name}: {row[name]}" for row in pairs for name in inputs]
     for row in make_reasoning_set(1000, seed=0):
         lines += [row["question"], row["answer"], row["reasoning"]]
     return lines

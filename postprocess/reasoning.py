@@ -162,14 +162,32 @@ def check_reasoning(
     if repeat_ratio(text) > max_repeat_ratio:
         return "looping"
     sentences = _sentences(text)
-    spans = [(sentences[-1], 0)] + [
-        (s, m.start()) for s in sentences if not _HEDGE.search(s) and (m := _VERDICT.search(s))
-    ]
+    spans = [(sentences[-1], 0)] + _verdicts(sentences)
     for sentence, start in spans:
         named = _asserted(sentence, labels, start, source_text)
         if gold not in named and named:
             return "off_label"
     return None
+
+
+def _verdicts(sentences: list[str]) -> list[tuple[str, int]]:
+    """(sentence, offset of its verdict phrase) for each unhedged sentence that states a verdict."""
+    return [(s, m.start()) for s in sentences if not _HEDGE.search(s) and (m := _VERDICT.search(s))]
+
+
+def concluded_label(text: str | None, labels: Sequence[str], source_text: str | None = None) -> str | None:
+    """The label a reasoning concludes on its own, read by check_reasoning's off-label rules: the labels
+    asserted after the verdict phrase of its last unhedged verdict sentence, else those asserted in its
+    last sentence. None when that names no label or several (the reasoning decides nothing)."""
+    sentences = _sentences(text or "")
+    if not sentences:
+        return None
+    verdicts = _verdicts(sentences)
+    sentence, start = verdicts[-1] if verdicts else (sentences[-1], 0)
+    named = _asserted(sentence, labels, start, source_text)
+    if not named and verdicts:
+        named = _asserted(sentences[-1], labels, 0, source_text)
+    return next(iter(named)) if len(named) == 1 else None
 
 
 @dataclass

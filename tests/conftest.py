@@ -3,6 +3,7 @@ one tiny end-to-end run (real Axolotl, real vLLM when its environment exists) th
 many tests inspect."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -15,12 +16,27 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_EMOTION = ROOT.parent / "shared" / "data" / "emotion"
 
 
+# The longest files, longest first (make test runs two workers): the kill test runs the whole tiny
+# pipeline nine times over, the experiments train eight arms.
+LONGEST = ("test_kill_each_stage.py", "test_experiments.py")
+
+
 def pytest_collection_modifyitems(items):
-    """`slow`: every test that needs the tiny run (or the own-task run), trains, or starts vLLM (`pytest -m "not slow"` skips them)."""
+    """`slow`: every test that needs the tiny run (or the own-task run), trains, or starts vLLM (`pytest -m "not slow"` skips them).
+
+    Files are ordered longest first (LONGEST, then the other users of those runs, then the other
+    slow files, then the rest), so that `pytest -n 2 --dist loadfile` (make test) keeps both
+    workers busy to the end."""
+    rank = {}
     for item in items:
-        if {"tiny_run", "own_task_run"} & set(item.fixturenames) or item.get_closest_marker("vllm") \
-                or item.get_closest_marker("e2e"):
+        uses_a_run = bool({"tiny_run", "own_task_run"} & set(item.fixturenames))
+        if uses_a_run or item.get_closest_marker("vllm") or item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.slow)
+        kind = LONGEST.index(item.path.name) if item.path.name in LONGEST \
+            else len(LONGEST) if uses_a_run \
+            else len(LONGEST) + 1 if item.get_closest_marker("slow") else len(LONGEST) + 2
+        rank[item.path] = min(rank.get(item.path, kind), kind)
+    items.sort(key=lambda item: rank[item.path])
 
 
 @pytest.fixture(scope="session")
@@ -62,19 +78,40 @@ def survivors(procs: list, timeout: float) -> list:
         time.sleep(0.1)
 
 
+def once_for_all_workers(tmp_path_factory, name: str, build):
+    """`build(folder)` once per test session, also when `pytest -n N` runs N workers: the first
+    worker builds under a file lock, the others wait and reuse its result (JSON-able)
+    (pytest-xdist's documented pattern for session fixtures)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build(tmp_path_factory.mktemp(name))
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent  # shared by the session's workers
+    done = root / f"{name}.json"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            folder = root / name  # a worker whose build failed may have left it: the next one resumes it
+            folder.mkdir(exist_ok=True)
+            done.write_text(json.dumps(build(folder)))
+    return json.loads(done.read_text())
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, pytestconfig) -> Path:
     """`orchestrate.py all --profile tiny` once for the session: the demo, as CI runs it.
 
     TINY_RUN_DIR=DIR reuses (and completes) a run directory across sessions while developing."""
-    run_dir = Path(os.environ["TINY_RUN_DIR"]) if os.environ.get("TINY_RUN_DIR") else tmp_path_factory.mktemp("tiny") / "run"
-    out = orchestrate("all", "--profile", "tiny", "--run-dir", str(run_dir)).stdout
-    keep = re.compile(r"^\[[a-z0-9-]+\] |^generate( round \d+)?: |^predict\[|Initializing a V1 LLM engine")
-    shown = [line for line in out.splitlines() if keep.search(line)]
-    with pytestconfig.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
-        print("\n--- tiny demo run (orchestrate.py all --profile tiny), stage and engine lines ---")
-        print("\n".join(line[:300] for line in shown))
-    return run_dir
+    def build(folder: Path) -> str:
+        run_dir = Path(os.environ["TINY_RUN_DIR"]) if os.environ.get("TINY_RUN_DIR") else folder / "run"
+        out = orchestrate("all", "--profile", "tiny", "--run-dir", str(run_dir)).stdout
+        keep = re.compile(r"^\[[a-z0-9-]+\] |^generate( round \d+)?: |^predict\[|Initializing a V1 LLM engine")
+        shown = [line for line in out.splitlines() if keep.search(line)]
+        with pytestconfig.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
+            print("\n--- tiny demo run (orchestrate.py all --profile tiny), stage and engine lines ---")
+            print("\n".join(line[:300] for line in shown))
+        return str(run_dir)
+
+    return Path(once_for_all_workers(tmp_path_factory, "tiny", build))
 
 
 @pytest.fixture(scope="session")
@@ -85,12 +122,16 @@ def own_task_run(tmp_path_factory) -> tuple[Path, Path, str]:
     and DIR/reviews across sessions while developing."""
     import shutil
 
-    root = os.environ.get("OWN_TASK_RUN_DIR")
-    task_dir = Path(root) / "my-task" if root else tmp_path_factory.mktemp("my-task")
-    task_dir.mkdir(parents=True, exist_ok=True)
-    for f in (ROOT / "examples" / "own_task").iterdir():
-        shutil.copy(f, task_dir / f.name)
-    run = Path(root) / "reviews" if root else tmp_path_factory.mktemp("runs") / "reviews"
-    out = orchestrate("all", "--profile", str(ROOT / "tests" / "helpers" / "tiny_fast.yml"),
-                      "--task", str(task_dir / "task.yml"), "--run-dir", str(run)).stdout
-    return task_dir, run, out
+    def build(folder: Path) -> list[str]:
+        root = Path(os.environ.get("OWN_TASK_RUN_DIR") or folder)
+        task_dir = root / "my-task"
+        task_dir.mkdir(parents=True, exist_ok=True)
+        for f in (ROOT / "examples" / "own_task").iterdir():
+            shutil.copy(f, task_dir / f.name)
+        run = root / "reviews"
+        out = orchestrate("all", "--profile", str(ROOT / "tests" / "helpers" / "tiny_fast.yml"),
+                          "--task", str(task_dir / "task.yml"), "--run-dir", str(run)).stdout
+        return [str(task_dir), str(run), out]
+
+    task_dir, run, out = once_for_all_workers(tmp_path_factory, "own-task", build)
+    return Path(task_dir), Path(run), out

@@ -1,5 +1,6 @@
 """Your own task by configuration alone: a folder outside the project with task.yml, a question
-template and CSV files, a non-default answer prefix, run end to end on the tiny profile."""
+template and CSV files, two text fields (product, review) under other column names, a
+non-default answer prefix, run end to end on the tiny profile."""
 from __future__ import annotations
 
 import json
@@ -31,16 +32,19 @@ def test_own_csv_task_with_answer_prefix_end_to_end(own_task_run):
     metrics = json.loads((run / "metrics.json").read_text())
     info = metrics["run"]
     assert info["task"] == "reviews" and info["task_spec"] == str(task_dir / "task.yml")
-    assert str(task_dir / "train.csv") in info["data_source"] and "text='review'" in info["data_source"]
+    assert str(task_dir / "train.csv") in info["data_source"]
+    assert "product='item', review='review', label='sentiment'" in info["data_source"]
     assert info["sizes"]["train"] == 120 and info["sizes"]["test"] == 40
     assert metrics["labels"] == ["negative", "positive"]
     # The prefix from the spec is what the models are trained to write ...
     for row in read_jsonl(run / "data" / "baseline.jsonl"):
         assert row["messages"][-1]["content"] in ("Answer: negative", "Answer: positive")
         assert row["messages"][0]["content"].startswith("Is this review positive or negative?")
+        assert "\nProduct: " in row["messages"][0]["content"] and "\nReview: " in row["messages"][0]["content"]
     for row in read_jsonl(run / "data" / "stage2.jsonl"):
         answer = row["messages"][-1]["content"]
-        assert answer.rsplit("\n\n", 1)[1] in ("Answer: negative", "Answer: positive") and "Label:" not in answer
+        # the answer line ends it (the tiny stage-1 model may write an empty reasoning before it)
+        assert answer.splitlines()[-1] in ("Answer: negative", "Answer: positive") and "Label:" not in answer
     # ... and what the parser reads back: the baseline's outputs give valid labels
     preds = read_jsonl(run / "predictions" / "baseline.jsonl")
     valid = [r for r in preds if r["pred"] is not None]
@@ -49,6 +53,65 @@ def test_own_csv_task_with_answer_prefix_end_to_end(own_task_run):
     assert all(parse_label(r["output"], ["negative", "positive"], "Label:") is None for r in valid)
     report = (run / "report.md").read_text()
     assert "| task " in report and "reviews (`" in report and "## Paper vs this run" in report
+
+
+def test_both_text_fields_are_the_same_tokens_in_training_and_inference(own_task_run):
+    """Each row's question holds both fields, rendered once by pipeline/prompts.py: the prompt
+    tokens Axolotl trained the baseline on and those vLLM answered in predict are the ids the
+    chat template gives that question (tests/test_label_masks_and_parity.py: for one-text rows)."""
+    from datasets import load_from_disk
+    from transformers import AutoTokenizer
+
+    from pipeline import prompts
+    from pipeline.generation.hf_engine import chat_prompt_ids
+    from pipeline.generation.shards import ShardStore
+
+    task_dir, run, _ = own_task_run
+    task = TaskSpec.load(str(task_dir / "task.yml"))
+    tok = AutoTokenizer.from_pretrained(run / "models" / "tiny-base")
+
+    def ids(row: dict) -> list[int]:
+        return chat_prompt_ids(tok, prompts.classify_messages(task, row), prompts.chat_template())
+
+    def shows_both(prompt: list[int], row: dict) -> bool:
+        return f"Product: {row['inputs']['product']}\nReview: {row['inputs']['review']}" in tok.decode(prompt)
+
+    train = read_jsonl(run / "data" / "task" / "train.jsonl")
+    by_prompt = {tuple(ids(r)): r for r in train}
+    (folder,) = {p.parent for p in (run / "prepared" / "baseline").rglob("dataset_info.json")}
+    prepared = load_from_disk(str(folder))
+    assert len(prepared) == len(read_jsonl(run / "data" / "baseline.jsonl"))
+    for row in prepared:
+        prompt = row["input_ids"][:next(i for i, lab in enumerate(row["labels"]) if lab != -100)]
+        assert tuple(prompt) in by_prompt, tok.decode(prompt)
+        assert shows_both(prompt, by_prompt[tuple(prompt)])
+    test = read_jsonl(run / "data" / "task" / "test.jsonl")
+    results, missing = ShardStore(run / "predictions" / ".work-baseline" / "shards").merged([r["id"] for r in test])
+    assert not missing
+    for r, res in zip(test, results):
+        assert res["prompt_token_ids"] == ids(r) and shows_both(res["prompt_token_ids"], r)
+
+
+def test_classify_a_csv_of_both_fields_answers_what_predict_wrote(own_task_run, tmp_path):
+    """classify takes a pair task's examples as a CSV with a column per field (the transformers
+    backend gives vLLM's greedy outputs, tests/test_backends.py)."""
+    import csv
+
+    from tests.conftest import orchestrate
+
+    _, run, _ = own_task_run
+    test = read_jsonl(run / "data" / "task" / "test.jsonl")[:4]
+    with open(tmp_path / "pairs.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, ["review", "product"])
+        writer.writeheader()
+        writer.writerows(r["inputs"] for r in test)
+    orchestrate("classify", "--run-dir", str(run), "--model", "baseline", "--backend", "transformers",
+                "--input", str(tmp_path / "pairs.csv"), "--output", str(tmp_path / "out.jsonl"))
+    predicted = {r["id"]: r for r in read_jsonl(run / "predictions" / "baseline.jsonl")}
+    rows = read_jsonl(tmp_path / "out.jsonl")
+    assert [r["text"] for r in rows] == [r["inputs"] for r in test]
+    assert [r["output"] for r in rows] == [predicted[r["id"]]["output"] for r in test]
+    assert [r["label"] for r in rows] == [predicted[r["id"]]["pred"] for r in test]
 
 
 def test_csv_labels_may_be_indices_and_jsonl_works(tmp_path):
@@ -84,4 +147,4 @@ def test_a_template_that_ignores_the_answer_prefix_is_refused_before_any_work(tm
         f.write("templates: {baseline_assistant: base.jinja}\n")
     task = TaskSpec.load(str(tmp_path / "task.yml"))
     with pytest.raises(DataError, match=r"base\.jinja: renders 'Label: positive'.*answer_prefix 'Answer:'"):
-        check_templates(task, {"text": "fine", "label": "positive"})
+        check_templates(task, {"product": "film", "review": "fine", "label": "positive"})

@@ -54,7 +54,8 @@ def test_ray_backend_equals_vllm_and_resumes_after_a_kill(tiny_run, tmp_path):
     ctx.profile["generation"]["chunk_size"] = CHUNK
     gen = ctx.generation
     job = GenerationJob.from_profile(gen, ctx.model_dir("stage1"), tmp_path / "requests.jsonl", tmp_path / "shards",
-                                     {k: gen[k] for k in ("temperature", "top_p", "max_tokens")}, seed=gen["seed"])
+                                     {k: gen[k] for k in ("temperature", "top_p", "max_tokens")}, seed=gen["seed"],
+                                     chat=ctx.chat_template)
     job.save(tmp_path / "job.json")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RAY_ADDRESS", None)  # a private local Ray, never a cluster the developer happens to run

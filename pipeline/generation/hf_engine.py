@@ -59,6 +59,8 @@ class TransformersEngine:
                 stop = next((k for k, t in enumerate(new) if t in self.eos), None)
                 gen = new if stop is None else new[:stop + 1]
                 text = self.tok.decode(new if stop is None else new[:stop], skip_special_tokens=True)
+                for s in sampling.get("stop") or []:  # vLLM's stop strings, cut after the fact
+                    text = text.split(s, 1)[0]
                 results[i] = {"id": requests[i]["id"], "output": text, "prompt_token_ids": prompts[i],
                               "output_tokens": len(gen), "finish_reason": "length" if stop is None else "stop"}
         return [results[i] for i in range(len(requests))]

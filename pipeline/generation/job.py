@@ -54,13 +54,13 @@ class GenerationJob:
     stats_path: str | None = None   # where a worker writes the job's stats
 
     @classmethod
-    def from_profile(cls, generation: dict, model, requests, out_dir, sampling: dict, *, seed: int | None = None,
-                     guided_regex: str | None = None, chat: str | None = None) -> "GenerationJob":
-        """A job with the profile's engine settings, chunk size and seed, and the project's chat template
-        `chat` (a file in prompts/: the profile's `chat_template`; default the Llama-3 one)."""
-        from pipeline.prompts import CHAT_TEMPLATE, chat_template
+    def from_profile(cls, generation: dict, model, requests, out_dir, sampling: dict, *, chat: str,
+                     seed: int | None = None, guided_regex: str | None = None) -> "GenerationJob":
+        """A job with the profile's engine settings, chunk size and seed, and the chat template `chat`
+        (a file in prompts/: the profile's `chat_template`, the one the model was trained with)."""
+        from pipeline.prompts import chat_template
 
-        return cls(model=str(model), chat_template=chat_template(chat or CHAT_TEMPLATE), requests=str(requests), out_dir=str(out_dir),
+        return cls(model=str(model), chat_template=chat_template(chat), requests=str(requests), out_dir=str(out_dir),
                    sampling=dict(sampling), engine=engine_config(generation), chunk_size=generation.get("chunk_size"),
                    seed=generation.get("seed", 0) if seed is None else seed, guided_regex=guided_regex)
 

@@ -35,7 +35,7 @@ class VllmEngine:
 
         structured = StructuredOutputsParams(regex=guided_regex) if guided_regex else None
         params = [SamplingParams(temperature=sampling["temperature"], top_p=sampling.get("top_p", 1.0),
-                                 max_tokens=sampling["max_tokens"], seed=r.get("seed"),
+                                 max_tokens=sampling["max_tokens"], seed=r.get("seed"), stop=sampling.get("stop"),
                                  structured_outputs=structured) for r in requests]
         outs = self.llm.chat([r["messages"] for r in requests], params, use_tqdm=False,
                              chat_template=self.chat_template, add_generation_prompt=True)

@@ -14,13 +14,15 @@ Checks, in order (cheap ones first):
 
   shard        `--shard i/N` is well formed (the runner's parser)
   data         the --data-dir splits as prepare reads them (`data.read_data_dir`), and no
-               duplicate texts within a split (profile `task_data.duplicate_texts`)
+               duplicate texts within a split (profile `task_data.duplicate_texts`); or the
+               spec's own `files`, read by `data.load_task_splits`
   reasoning    a local reasoning-set file, read by `data.load_reasoning_set`
   templates    every conversation the stages build, built by pipeline/prompts.py on a
                sample row and rendered through the chat template (StrictUndefined)
   lengths      every used text fits: the training row in Axolotl's sequence_len, the
                generate / predict prompt plus max_tokens in generation.max_model_len
-               (the base model's tokenizer when it is local, else ~4 characters/token)
+               (the base model's tokenizer when it is local, else ~4 characters/token);
+               then every label of the spec occurs in the train rows (`data.check_label_coverage`)
   run data     for stages after prepare: the run's task splits have unique ids
   base model   a gated hub model (meta-llama/...) has a token; offline: it is cached
   devices      profile `device: cuda | cpu` (below): a GPU where vLLM or training needs one
@@ -47,7 +49,7 @@ import time
 
 from pipeline.config import RunContext
 from pipeline.generation.runner import parse_shard
-from pipeline.data import overlap_note
+from pipeline.data import check_label_coverage, load_task_splits, overlap_note
 from pipeline.preflight.inputs import check_data_dir, check_reasoning_set, check_run_splits
 from pipeline.preflight.resources import TRAINING, check_axolotl_configs, check_base_model, check_devices, check_disk
 from pipeline.preflight.templates import SAMPLE_TEXT, check_lengths, check_templates
@@ -72,14 +74,20 @@ def preflight(ctx: RunContext, stages: list[str], *, shard: str | None = None,
         if ctx.data_dir is not None:
             rows = check_data_dir(ctx)
             done.append("data")
+        elif ctx.task.files:
+            load_task_splits(ctx)  # prepare's own loader: columns, empty fields, labels, label coverage
+            done.append("data")
         if check_reasoning_set(ctx):
             done.append("reasoning set")
     if TEMPLATE_STAGES & set(pending) or any(s in TRAINING for s in pending):
-        sample = (rows.get("train") or [{"text": SAMPLE_TEXT, "label": ctx.task.labels[0]}])[0]
+        sample = (rows.get("train") or [{**{name: SAMPLE_TEXT for name in ctx.task.inputs},
+                                          "label": ctx.task.labels[0]}])[0]
         check_templates(ctx.task, sample, ctx.chat_template)
         done.append("templates")
     if rows:
         check_lengths(ctx, rows)
+        check_label_coverage(ctx, rows["train"], str(ctx.data_dir / ctx.task.text_files["train"]),
+                             ctx.profile["task_data"].get("limit_train"))
         done.append("lengths")
     if "prepare" not in pending and {"generate", "build-stage2", "predict"} & set(pending):
         check_run_splits(ctx)

@@ -20,15 +20,15 @@ def check_templates(task: TaskSpec, row: dict, chat: str | None = None) -> None:
     and render each through the chat template as transformers and vLLM do."""
     from pipeline import prompts
 
-    text, label = row["text"], row.get("label", task.labels[0])
+    label = row.get("label", task.labels[0])
     stage2, baseline = prompts.stage2_answer(task, SAMPLE_REASONING, label), prompts.baseline_answer(task, label)
     _answer_line_parses(task, stage2, baseline, label)
     conversations = [
-        (prompts.stage1_messages(prompts.question(task, text), label, SAMPLE_REASONING), False),   # prepare
-        (prompts.generation_messages(task, text, label), True),                                     # generate
-        (prompts.classify_messages(task, text, stage2), False),                                    # build-stage2
-        (prompts.classify_messages(task, text, baseline), False),
-        (prompts.classify_messages(task, text), True),                                              # predict
+        (prompts.stage1_messages(prompts.question(task, row), label, SAMPLE_REASONING), False),    # prepare
+        (prompts.generation_messages(task, row, label), True),                                      # generate
+        (prompts.classify_messages(task, row, stage2), False),                                     # build-stage2
+        (prompts.classify_messages(task, row, baseline), False),
+        (prompts.classify_messages(task, row), True),                                               # predict
     ]
     for messages, gen_prompt in conversations:
         render_chat(messages, gen_prompt, chat=chat)
@@ -127,6 +127,7 @@ def check_lengths(ctx: RunContext, rows: dict[str, list[dict]]) -> None:
     count, how = token_counter(ctx)
     special = _special_tokens(ctx)
     longest = max(task.labels, key=len)
+    blank = {name: "" for name in task.inputs}  # the prompt without the example's text
 
     def chat(messages, gen_prompt):
         return render_chat(messages, gen_prompt, special, chat=ctx.chat_template)
@@ -135,19 +136,19 @@ def check_lengths(ctx: RunContext, rows: dict[str, list[dict]]) -> None:
     seq_which = min((w for w in seq if seq[w]), key=lambda w: seq[w], default=None)
     budgets = []  # (which split, overhead tokens, limit, what it is)
     if seq_which:
-        over = count([chat(prompts.classify_messages(task, "", prompts.baseline_answer(task, longest)), False)])[0]
+        over = count([chat(prompts.classify_messages(task, blank, prompts.baseline_answer(task, longest)), False)])[0]
         budgets.append(("train", over, seq[seq_which],
                         f"the baseline/stage-2 training row (prompt + answer) must fit sequence_len {seq[seq_which]} "
                         f"(axolotl_configs/{seq_which}.yml with the profile's train.axolotl)",
                         "raise train.axolotl.sequence_len in the profile"))
     if gen.get("max_model_len"):
         mml = int(gen["max_model_len"])
-        over = count([chat(prompts.generation_messages(task, "", longest), True)])[0]
+        over = count([chat(prompts.generation_messages(task, blank, longest), True)])[0]
         budgets.append(("train", over, mml - int(gen.get("max_tokens", 0)),
                         f"the generate prompt plus generation.max_tokens {gen.get('max_tokens', 0)} must fit "
                         f"generation.max_model_len {mml}", "raise generation.max_model_len in the profile"))
         pmax = max(n for n in ctx.profile["predict"]["max_tokens"].values() if n)
-        over = count([chat(prompts.classify_messages(task, ""), True)])[0]
+        over = count([chat(prompts.classify_messages(task, blank), True)])[0]
         budgets.append(("test", over, mml - int(pmax),
                         f"the predict prompt plus predict.max_tokens {pmax} must fit generation.max_model_len {mml}",
                         "raise generation.max_model_len in the profile"))
