@@ -10,6 +10,7 @@ at import time.
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import os
 import signal
@@ -58,6 +59,36 @@ def serve(protocol) -> None:
         protocol.flush()
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def adopt_orphans() -> None:
+    """Make this worker the reaper of its orphaned descendants (Linux). Ray's agents are
+    children of its raylet and vLLM's engine core is a child of the engine: when their
+    parent dies first they would be handed to init and could outlive the worker; adopted,
+    `stop_descendants` still finds them."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def stop_descendants(grace: float = 10.0) -> None:
+    """SIGTERM every process this worker started, directly or not, then SIGKILL what is
+    left after `grace` seconds: whatever Ray's and vLLM's own shutdown missed."""
+    import psutil
+
+    procs = psutil.Process().children(recursive=True)
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    for p in psutil.wait_procs(procs, timeout=grace)[1]:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
 def main() -> None:
     # Stopped by the session (or by die_with_parent): exit through Python so that vLLM's
     # finalizers shut its engine-core processes down too. The SystemExit lands wherever
@@ -66,10 +97,12 @@ def main() -> None:
     stopping = []
 
     def stop(*_):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup short
         stopping.append(True)
         sys.exit(128 + signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
+    adopt_orphans()
     # Keep the real stdout for the protocol only: everything else that writes to fd 1
     # (vLLM's engine processes, C++ warnings) is sent to stderr, which is logged.
     protocol = os.fdopen(os.dup(1), "w")
@@ -81,6 +114,12 @@ def main() -> None:
         if stopping:
             sys.exit(128 + signal.SIGTERM)
         raise
+    finally:
+        if "ray" in sys.modules:  # a private local Ray: its own shutdown first, while the worker lives
+            import ray
+
+            ray.shutdown()
+        stop_descendants()
 
 
 if __name__ == "__main__":
