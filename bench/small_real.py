@@ -30,21 +30,17 @@ def load_averages(path: Path) -> list[float]:
     return [float(m.group(1)) for m in re.finditer(r"load average: ([0-9.]+),", path.read_text())]
 
 
-COMMAND = ".venv/bin/python orchestrate.py all --profile small --run-dir runs/small --data-dir ../shared/data/emotion"
+COMMAND = (".venv/bin/python orchestrate.py all --profile small --run-dir runs/small --data-dir ../shared/data/emotion "
+           "--seeds 0,1")
 
 
-def summarise(run_dir: Path, machine: str, load: list[float] | None, command: str = COMMAND) -> dict:
-    metrics, manifest = read_json(run_dir / "metrics.json"), read_json(run_dir / "manifest.json")
-    stages = manifest["stages"]
-    models = metrics["models"]
-    cmp = next(c for c in metrics["comparisons"] if {c["a"], c["b"]} == {"baseline", "reasoning"})
-    out = {
-        "command": command,
-        "machine": machine,
-        "load_average_1min": {"samples": len(load), "min": min(load), "mean": round(sum(load) / len(load), 2),
-                              "max": max(load)} if load else None,
-        "run": metrics["run"],
-        "labels": metrics["labels"],
+def one_run(r: dict) -> dict:
+    """The README's numbers of one run (a seed's entry of metrics.json `per_run`, or a single run's
+    metrics.json): both models and the reference classifiers, McNemar, the two trainings."""
+    models = r["models"]
+    cmp = next(c for c in r["comparisons"] if {c["a"], c["b"]} == {"baseline", "reasoning"})
+    training = r["training"]["models"] if r["training"].get("models") else r["training"]
+    return {
         "models": {name: {"n": models[name]["n"], "accuracy": models[name]["accuracy"],
                           "macro_f1": models[name]["macro_f1"], "invalid": models[name].get("invalid"),
                           "recall": {lab: v["recall"] for lab, v in models[name]["per_class"].items()}}
@@ -54,22 +50,57 @@ def summarise(run_dir: Path, machine: str, load: list[float] | None, command: st
         "training": {name: {k: v for k, v in rec.items() if k in ("rows_trained", "optimizer_steps",
                                                                     "examples_per_step", "first_loss", "last_loss",
                                                                     "ids_sha256", "label_tokens_per_epoch")}
-                     for name, rec in metrics["training"]["models"].items()},
-        "generation": {k: stages["generate"]["info"].get(k) for k in ("generator", "prompts", "kept", "dropped",
-                                                                      "output_tokens", "wall_seconds")},
-        "stage_seconds": {name: rec.get("seconds") for name, rec in stages.items()},
+                     for name, rec in training.items()},
     }
-    out["total_stage_seconds"] = round(sum(s for s in out["stage_seconds"].values() if s), 1)
+
+
+def _training_seed(info: dict) -> int | None:
+    """A replicate's seed (RUN/seed-N), else the profile's."""
+    seeds = info.get("seeds") or {}
+    return seeds.get("replicate") if seeds.get("replicate") is not None else seeds.get("profile")
+
+
+def summarise(run_dir: Path, machine: str, load: list[float] | None, command: str = COMMAND) -> dict:
+    """One run, or (`--seeds`) each seed's run and the mean and spread across them."""
+    metrics, manifest = read_json(run_dir / "metrics.json"), read_json(run_dir / "manifest.json")
+    per_run = metrics.get("per_run") or [{**metrics, "info": metrics["run"]}]
+    seeds = [{"seed": _training_seed(r["info"]), **one_run(r)} for r in per_run]
+    agg = metrics.get("aggregate")
+    out = {
+        "command": command,
+        "machine": machine,
+        "load_average_1min": {"samples": len(load), "min": min(load), "mean": round(sum(load) / len(load), 2),
+                              "max": max(load)} if load else None,
+        "run": metrics["run"],
+        "labels": metrics["labels"],
+        "seeds": seeds,
+        "across_seeds": {**{name: {k: agg[name][k] for k in ("accuracy", "macro_f1")} for name in MODELS if name in agg},
+                         "acc_diff": agg["comparison"]["acc_diff"]} if agg else None,
+        "generation": {k: manifest["stages"]["generate"]["info"].get(k)
+                       for k in ("generator", "prompts", "kept", "dropped", "output_tokens", "wall_seconds")},
+        "stage_seconds": {Path(rd).name: sec for rd, sec in metrics["timing"]["stages"].items()},
+    }
+    out["total_stage_seconds"] = round(sum(s for sec in out["stage_seconds"].values() for s in sec.values()), 1)
     return out
 
 
 def table(res: dict) -> str:
-    labels = res["labels"]
-    head = "| model | accuracy | macro-F1 | invalid | " + " | ".join(f"recall {lab}" for lab in labels) + " |"
-    rows = [head, "|" + "---|" * (4 + len(labels))]
-    for name, m in res["models"].items():
-        rec = " | ".join(f"{m['recall'][lab]:.3f}" for lab in labels)
-        rows.append(f"| {name} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | {m['invalid'] or 0} | {rec} |")
+    """Accuracy per seed and its mean, macro-F1 and per-class recall as means over the seeds."""
+    labels, seeds = res["labels"], res["seeds"]
+    head = ("| model | " + " | ".join(f"accuracy seed {s['seed']}" for s in seeds)
+            + (" | accuracy mean ± sd" if len(seeds) > 1 else "") + " | macro-F1 | "
+            + " | ".join(f"recall {lab}" for lab in labels) + " |")
+    rows = [head, "|" + "---|" * (head.count("|") - 1)]
+    for name in seeds[0]["models"]:
+        ms = [s["models"][name] for s in seeds]
+        accs = [m["accuracy"] for m in ms]
+        cells = [f"{a:.3f}" for a in accs]
+        if len(seeds) > 1:
+            spread = res["across_seeds"][name]["accuracy"]
+            cells.append(f"{spread['mean']:.3f} ± {spread['std']:.3f}")
+        cells.append(f"{sum(m['macro_f1'] for m in ms) / len(ms):.3f}")
+        cells += [f"{sum(m['recall'][lab] for m in ms) / len(ms):.3f}" for lab in labels]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -85,9 +116,10 @@ def main(argv=None) -> None:
                     args.command)
     atomic_write_json(args.out, res)
     print(table(res))
-    mc = res["mcnemar"]
-    print(f"\nMcNemar ({mc['method']}): b01={mc['b01']}, b10={mc['b10']}, p={mc['pvalue']:.3g}; "
-          f"reasoning - baseline {mc['acc_diff']:+.3f} (95% CI {mc['ci95'][0]:+.3f}, {mc['ci95'][1]:+.3f})")
+    for s in res["seeds"]:
+        mc = s["mcnemar"]
+        print(f"seed {s['seed']}: McNemar ({mc['method']}) b01={mc['b01']}, b10={mc['b10']}, p={mc['pvalue']:.3g}; "
+              f"reasoning - baseline {mc['acc_diff']:+.3f} (95% CI {mc['ci95'][0]:+.3f}, {mc['ci95'][1]:+.3f})")
     print("stage seconds:", res["stage_seconds"], "total", res["total_stage_seconds"])
     print("wrote", args.out)
 

@@ -285,7 +285,9 @@ def check_label_coverage(ctx: RunContext, train: list[dict], source: str, limit:
         return
     col = "" if ctx.data_dir is not None else \
         f" (column {task_columns(task, task.hub if source.startswith('hub') else None)['label']!r})"
-    scope = f"the first {limit} rows prepare uses (task_data.limit_train)" if limit else "its rows"
+    rows = f"{limit} class-stratified rows" if ctx.profile["task_data"].get("subset") == "stratified" \
+        else f"first {limit} rows"
+    scope = f"the {rows} prepare uses (task_data.limit_train)" if limit else "its rows"
     raise DataError(f"{source}: field 'label'{col}: the label(s) {missing} of `labels` in "
                     f"{task.path} never occur in {scope} of the train split; add train rows with them, "
                     f"or remove them from `labels`")

@@ -96,6 +96,13 @@ def prompted_generation_messages(task: TaskSpec, example: str | dict, label: str
                                                labels=task.labels)}]
 
 
+def reasoning_request(task: TaskSpec, example: str | dict, label: str, generator: str) -> list[dict]:
+    """What `generate` asks the generator (`generation.generator`) for the example's reasoning
+    towards its gold label: the trained stage-1 model, or the prompted base model."""
+    ask = prompted_generation_messages if generator == "prompted" else generation_messages
+    return ask(task, example, label)
+
+
 def classify_messages(task: TaskSpec, example: str | dict, answer: str | None = None) -> list[dict]:
     """example -> answer: the user turn of stage 2, the baseline, predict and classify."""
     msgs = [{"role": "user", "content": question(task, example)}]

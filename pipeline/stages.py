@@ -67,12 +67,6 @@ def prompted(ctx: RunContext) -> bool:
     return ctx.profile["generation"].get("generator") == "prompted"
 
 
-def reasoning_request(ctx: RunContext, example: dict, label: str) -> list[dict]:
-    """The messages that ask the generator for `example`'s reasoning towards its gold `label`."""
-    ask = prompts.prompted_generation_messages if prompted(ctx) else prompts.generation_messages
-    return ask(ctx.task, example, label)
-
-
 def generator_model(ctx: RunContext) -> Path:
     """The model that writes the reasonings: the trained stage-1 model, or the base model when prompted."""
     return Path(ctx.base_model) if prompted(ctx) else ctx.model_dir("stage1")
@@ -144,7 +138,7 @@ def generate(ctx: RunContext, shard: str | None = None) -> dict:
             if not todo:
                 break
             work = ctx.generations / f"attempt-{attempt}"
-            requests = [{"id": r["id"], "messages": reasoning_request(ctx, r, r["label"]),
+            requests = [{"id": r["id"], "messages": prompts.reasoning_request(task, r, r["label"], gen["generator"]),
                          "seed": _request_seed(gen["seed"], attempt, r["id"]) if gen["per_request_seed"] else None}
                         for r in todo]
             requests_path = atomic_write_jsonl(work / f"requests{suffix}.jsonl", requests)

@@ -178,3 +178,12 @@ def test_seeds_train_replicates_over_one_data_engine_and_aggregate(tiny_run, tmp
     assert metrics["training"]["controlled"] is True
     report = (run / "report.md").read_text()
     assert "## Across runs" in report and "### Per run" in report
+    # bench/small_real.py (the README's small-run table) reads the same seeds from such a run
+    from bench.small_real import summarise, table
+
+    res = summarise(run, "test machine", None)
+    assert [s["seed"] for s in res["seeds"]] == [1, 2]
+    assert [s["models"]["baseline"]["accuracy"] for s in res["seeds"]] == accs
+    assert res["across_seeds"]["baseline"]["accuracy"]["mean"] == pytest.approx(sum(accs) / 2)
+    assert all(s["training"]["reasoning"]["optimizer_steps"] == 20 for s in res["seeds"])
+    assert "accuracy seed 1 | accuracy seed 2 | accuracy mean ± sd" in table(res)

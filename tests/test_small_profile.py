@@ -2,7 +2,7 @@
 reasoning generator and a class-stratified subset of the real emotion split.
 
 The fast tests check the pieces (profile, subset, template, prompt, the model cache's checks); the
-smoke runs the whole small path at smoke size (tests/fixtures/small_smoke.yml: 8 train / 6 test
+smoke runs the whole small path at smoke size (tests/fixtures/small_smoke.yml: 16 train / 6 test
 rows, 2 optimizer steps, short generations) through the same stages as the full small run.
 """
 from __future__ import annotations
@@ -144,7 +144,7 @@ def test_small_path_smoke(tmp_path, shared_emotion):
     assert tok.eos_token == "<|im_end|>"
     reasonings = read_jsonl(run / "generations" / "reasonings.jsonl")
     train = read_jsonl(run / "data" / "task" / "train.jsonl")
-    assert len(train) == 8 and len(reasonings) == 8
+    assert len(train) == 16 and len(reasonings) == 16
 
     # same ids and updates for both models; ChatML prompts at predict time
     s2, bl = stages["train-stage2"]["info"], stages["train-baseline"]["info"]
@@ -167,3 +167,12 @@ def test_small_path_smoke(tmp_path, shared_emotion):
         assert res["prompt_token_ids"] == ids and tok.decode(ids).startswith("<|im_start|>user\n")
     report = (run / "report.md").read_text()
     assert "| reasonings written by | prompted: the base model" in " ".join(report.split())
+    # the README's small-run table (bench/small_real.py) reads this run's own numbers
+    from bench.small_real import summarise
+
+    res, metrics = summarise(run, "test machine", None), json.loads((run / "metrics.json").read_text())
+    [seed] = res["seeds"]
+    assert seed["seed"] == 0 and res["across_seeds"] is None and res["generation"]["generator"] == "prompted"
+    for name in ("baseline", "reasoning", "majority"):
+        assert seed["models"][name]["accuracy"] == metrics["models"][name]["accuracy"]
+    assert seed["training"]["reasoning"]["optimizer_steps"] == 2

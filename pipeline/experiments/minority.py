@@ -21,6 +21,7 @@ from collections import Counter
 
 import pandas as pd
 
+from pipeline import prompts
 from pipeline.experiments.lab import Lab, mcnemar, scores
 from pipeline.io import DataError, atomic_write_jsonl, atomic_write_text, read_jsonl
 
@@ -84,7 +85,7 @@ def _extra_reasonings(lab: Lab, plain: list[dict]) -> tuple[list[dict], list[str
     from postprocess.reasoning import clean_reasoning
     from pipeline.generation.job import GenerationJob
     from pipeline.generation.shards import ShardStore
-    from pipeline.stages import _request_seed, generator_model, reasoning_request
+    from pipeline.stages import _request_seed, generator_model
 
     gen, task = lab.ctx.generation, lab.task
     by_id = {r["id"]: r for r in lab.train_split}
@@ -94,7 +95,7 @@ def _extra_reasonings(lab: Lab, plain: list[dict]) -> tuple[list[dict], list[str
     if not todo:
         return plain, rare
     work = lab.out / "extra_reasonings"
-    requests = [{"id": f"{r['id']}#extra{k}", "messages": reasoning_request(lab.ctx, r, r["label"]),
+    requests = [{"id": f"{r['id']}#extra{k}", "messages": prompts.reasoning_request(task, r, r["label"], gen["generator"]),
                  "seed": _request_seed(gen["seed"], 1000 + k, r["id"])}
                 for k in range(lab.own["extra_per_example"]) for r in todo]
     atomic_write_jsonl(work / "requests.jsonl", requests)

@@ -82,7 +82,7 @@ def preflight(ctx: RunContext, stages: list[str], *, shard: str | None = None,
     if TEMPLATE_STAGES & set(pending) or any(s in TRAINING for s in pending):
         sample = (rows.get("train") or [{**{name: SAMPLE_TEXT for name in ctx.task.inputs},
                                           "label": ctx.task.labels[0]}])[0]
-        check_templates(ctx.task, sample, ctx.chat_template)
+        check_templates(ctx.task, sample, ctx.chat_template, ctx.generation["generator"])
         done.append("templates")
     if rows:
         check_lengths(ctx, rows)

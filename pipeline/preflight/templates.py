@@ -15,7 +15,7 @@ SAMPLE_REASONING = "The writer describes feeling calm and tired, which points to
 
 
 # ================================================================== prompt templates
-def check_templates(task: TaskSpec, row: dict, chat: str | None = None) -> None:
+def check_templates(task: TaskSpec, row: dict, chat: str | None = None, generator: str = "stage1") -> None:
     """Build every conversation the stages build, with pipeline/prompts.py itself, on `row`,
     and render each through the chat template as transformers and vLLM do."""
     from pipeline import prompts
@@ -25,7 +25,7 @@ def check_templates(task: TaskSpec, row: dict, chat: str | None = None) -> None:
     _answer_line_parses(task, stage2, baseline, label)
     conversations = [
         (prompts.stage1_messages(prompts.question(task, row), label, SAMPLE_REASONING), False),    # prepare
-        (prompts.generation_messages(task, row, label), True),                                      # generate
+        (prompts.reasoning_request(task, row, label, generator), True),                            # generate
         (prompts.classify_messages(task, row, stage2), False),                                     # build-stage2
         (prompts.classify_messages(task, row, baseline), False),
         (prompts.classify_messages(task, row), True),                                               # predict
@@ -143,7 +143,7 @@ def check_lengths(ctx: RunContext, rows: dict[str, list[dict]]) -> None:
                         "raise train.axolotl.sequence_len in the profile"))
     if gen.get("max_model_len"):
         mml = int(gen["max_model_len"])
-        over = count([chat(prompts.generation_messages(task, blank, longest), True)])[0]
+        over = count([chat(prompts.reasoning_request(task, blank, longest, gen["generator"]), True)])[0]
         budgets.append(("train", over, mml - int(gen.get("max_tokens", 0)),
                         f"the generate prompt plus generation.max_tokens {gen.get('max_tokens', 0)} must fit "
                         f"generation.max_model_len {mml}", "raise generation.max_model_len in the profile"))
