@@ -71,10 +71,23 @@ def is_complete(out_dir: Path) -> bool:
 
 def materialise(spec: dict) -> Path:
     """The Hugging Face folder of the GGUF `spec` names, built (or rebuilt) when it is missing or
-    changed. Built in a temporary folder beside it and renamed into place."""
+    changed. Built in a temporary folder beside it and renamed into place, under a file lock: runs
+    that start together (two seeds, two test workers) build it once and never replace the folder
+    while another reads it."""
+    from filelock import FileLock
+
     out_dir = materialised_dir(spec)
     if is_complete(out_dir):
         return out_dir
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out_dir.parent / f".{out_dir.name}.lock")):
+        if is_complete(out_dir):  # built by another process while this one waited
+            return out_dir
+        _convert(spec, out_dir)
+    return out_dir
+
+
+def _convert(spec: dict, out_dir: Path) -> None:
     gguf = package_file(spec["package"], spec["file"])
     if (digest := sha256(gguf)) != spec["sha256"]:
         raise DataError(f"profile base_model_gguf.sha256: {gguf} has sha256 {digest}, the profile expects "
@@ -82,7 +95,6 @@ def materialise(spec: dict) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     print(f"base model: converting {gguf.name} into {out_dir} (once)")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     tmp.chmod(0o755)
     try:
@@ -101,7 +113,6 @@ def materialise(spec: dict) -> Path:
         os.rename(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
 
 
 def ensure_base_model(profile: dict) -> None:

@@ -111,9 +111,37 @@ def test_a_gguf_with_another_checksum_is_refused(monkeypatch, tmp_path):
     monkeypatch.setenv("REASONING_MODEL_CACHE", str(tmp_path))
     with pytest.raises(DataError, match="base_model_gguf.sha256: .* has sha256 b179c95"):
         materialise({**spec, "sha256": "0" * 64})
-    assert not any(tmp_path.iterdir())  # nothing converted
+    assert not [p for p in tmp_path.iterdir() if not p.name.endswith(".lock")]  # nothing converted
     with pytest.raises(DataError, match="package 'no_such_pkg' is not installed"):
         materialise({**spec, "package": "no_such_pkg"})
+
+
+def test_runs_starting_together_convert_the_model_once(monkeypatch, tmp_path):
+    """Two seeds or two test workers may ask for the folder at once: one converts, the other waits
+    and reuses it (a second conversion would replace the folder under the first one's reader)."""
+    import threading
+    import time
+
+    from pipeline import base_model
+
+    monkeypatch.setenv("REASONING_MODEL_CACHE", str(tmp_path))
+    spec, built = load_profile("small")["base_model_gguf"], []
+
+    def convert(spec, out_dir):
+        built.append(out_dir)
+        time.sleep(0.5)  # the other thread asks meanwhile
+        out_dir.mkdir()
+        (out_dir / "config.json").write_text("{}")
+        (out_dir / ".materialised.json").write_text(json.dumps({"files": {"config.json": sha256(out_dir / "config.json")}}))
+
+    monkeypatch.setattr(base_model, "_convert", convert)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(materialise(spec))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert built == [materialised_dir(spec)] and got == built * 2 and is_complete(built[0])
 
 
 @pytest.mark.vllm
