@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from pipeline.io import DataError
+from pipeline.manifest import file_hash
 
 _MARKER = ".materialised.json"
 LAYOUT = 2  # bumped when the conversion changes: a new folder, never an old one reused
@@ -37,14 +38,6 @@ def materialised_dir(spec: dict) -> Path:
     one folder per spec."""
     key = hashlib.sha256(json.dumps({**spec, "layout": LAYOUT}, sort_keys=True).encode()).hexdigest()[:12]
     return cache_root() / f"{Path(spec['file']).stem}-{key}"
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def package_file(package: str, name: str) -> Path:
@@ -66,7 +59,7 @@ def is_complete(out_dir: Path) -> bool:
         files = json.loads((out_dir / _MARKER).read_text(encoding="utf-8"))["files"]
     except (OSError, ValueError, KeyError):
         return False
-    return all((out_dir / name).is_file() and sha256(out_dir / name) == digest for name, digest in files.items())
+    return all((out_dir / name).is_file() and file_hash(out_dir / name) == digest for name, digest in files.items())
 
 
 def materialise(spec: dict) -> Path:
@@ -89,7 +82,7 @@ def materialise(spec: dict) -> Path:
 
 def _convert(spec: dict, out_dir: Path) -> None:
     gguf = package_file(spec["package"], spec["file"])
-    if (digest := sha256(gguf)) != spec["sha256"]:
+    if (digest := file_hash(gguf)) != spec["sha256"]:
         raise DataError(f"profile base_model_gguf.sha256: {gguf} has sha256 {digest}, the profile expects "
                         f"{spec['sha256']}; install the package version the profile was made with")
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -106,7 +99,7 @@ def _convert(spec: dict, out_dir: Path) -> None:
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        files = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        files = {p.name: file_hash(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / _MARKER).write_text(json.dumps({"gguf": str(gguf), "gguf_sha256": digest, "files": files}, indent=1))
         if out_dir.exists():
             shutil.rmtree(out_dir)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from pipeline import prompts
-from pipeline.base_model import LAYOUT, is_complete, materialise, materialised_dir, package_file, sha256
+from pipeline.base_model import LAYOUT, is_complete, materialise, materialised_dir, package_file
+from pipeline.manifest import file_hash
 from pipeline.config import ROOT, TaskSpec, load_profile
 from pipeline.data import subset
 from pipeline.io import DataError, read_jsonl
@@ -87,7 +88,7 @@ def test_materialised_folder_is_reused_only_while_its_files_match(tmp_path):
     folder.mkdir()
     (folder / "config.json").write_text("{}")
     assert not is_complete(folder)  # no marker: an interrupted build
-    (folder / ".materialised.json").write_text(json.dumps({"files": {"config.json": sha256(folder / "config.json")}}))
+    (folder / ".materialised.json").write_text(json.dumps({"files": {"config.json": file_hash(folder / "config.json")}}))
     assert is_complete(folder)
     (folder / "config.json").write_text('{"changed": 1}')
     assert not is_complete(folder)
@@ -132,7 +133,7 @@ def test_runs_starting_together_convert_the_model_once(monkeypatch, tmp_path):
         time.sleep(0.5)  # the other thread asks meanwhile
         out_dir.mkdir()
         (out_dir / "config.json").write_text("{}")
-        (out_dir / ".materialised.json").write_text(json.dumps({"files": {"config.json": sha256(out_dir / "config.json")}}))
+        (out_dir / ".materialised.json").write_text(json.dumps({"files": {"config.json": file_hash(out_dir / "config.json")}}))
 
     monkeypatch.setattr(base_model, "_convert", convert)
     got = []
