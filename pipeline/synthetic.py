@@ -7,8 +7,8 @@
   doing something somewhere, and a hypothesis that follows from it (entailment), conflicts
   with it (contradiction) or adds what it does not say (neutral). Other labels get a
   hypothesis built around the label's own cue words, so any label set works.
-* `make_reasoning_set` is a toy "general reasoning" set (question, answer, and a 1-3
-  sentence rationale that cites the evidence) for stage 1.
+* `make_reasoning_set` is a toy "general reasoning" set for stage 1: a question, its answer
+  and a one-sentence reasoning that states the answer first ("The answer is 10.").
 * `tokenizer_corpus` is what the tiny tokenizer is trained on, so that the task data,
   the prompt templates and ordinary English tokenize compactly.
 
@@ -225,71 +225,52 @@ _BLAME = "terrible awful boring dreadful disappointing painful dull horrible".sp
 _REVIEWED = ("movie", "book", "meal", "concert", "hotel", "game", "show", "trip", "album",
              "play", "course", "phone")
 _DEGREES = ("", "really", "truly", "quite", "so", "very", "rather", "just")
-_OPS = (("plus", lambda a, b: a + b, "Adding {b} to {a} gives {r}."),
-        ("minus", lambda a, b: a - b, "Taking {b} away from {a} leaves {r}."),
-        ("times", lambda a, b: a * b, "{a} groups of {b} make {r}."))
+_OPS = (("plus", lambda a, b: a + b), ("minus", lambda a, b: a - b), ("times", lambda a, b: a * b))
 
 
-def _q_emotion(rng: random.Random) -> tuple[str, str, str]:
+def _q_emotion(rng: random.Random) -> tuple[str, str]:
     label = rng.choice(DAIR_LABELS)
-    text, cue = _sentence(rng, _CUES[label])
-    return (f'What feeling does this sentence express: "{text}"?', label,
-            f"The text says '{cue}', a word of {label}. So the emotion is {label}.")
+    text, _cue = _sentence(rng, _CUES[label])
+    return f'What feeling does this sentence express: "{text}"?', label
 
 
-def _q_sentiment(rng: random.Random) -> tuple[str, str, str]:
+def _q_sentiment(rng: random.Random) -> tuple[str, str]:
     thing, positive = rng.choice(_REVIEWED), rng.random() < 0.5
     word = rng.choice(_PRAISE if positive else _BLAME)
-    answer = "positive" if positive else "negative"
-    kind = "praise" if positive else "criticism"
     review = " ".join(f"the {thing} was {rng.choice(_DEGREES)} {word}".split())
-    return (f"Is this review positive or negative: {review}?", answer,
-            f"The review calls the {thing} '{word}', which is {kind}. So the review is {answer}.")
+    return f"Is this review positive or negative: {review}?", "positive" if positive else "negative"
 
 
-def _q_arithmetic(rng: random.Random) -> tuple[str, str, str]:
-    word, fn, why = rng.choice(_OPS)
+def _q_arithmetic(rng: random.Random) -> tuple[str, str]:
+    word, fn = rng.choice(_OPS)
     a, b = (rng.randint(2, 12), rng.randint(2, 12)) if word == "times" else \
         (rng.randint(2, 50), rng.randint(2, 20))
     if word == "minus" and b > a:
         a, b = b, a
-    r = fn(a, b)
-    return f"What is {a} {word} {b}?", str(r), why.format(a=a, b=b, r=r) + f" So the answer is {r}."
+    return f"What is {a} {word} {b}?", str(fn(a, b))
 
 
-def _q_compare_numbers(rng: random.Random) -> tuple[str, str, str]:
+def _q_compare_numbers(rng: random.Random) -> tuple[str, str]:
     a, b = rng.sample(range(1, 100), 2)
     if rng.random() < 0.5:
-        r = max(a, b)
-        return (f"Which number is larger, {a} or {b}?", str(r),
-                f"{r} is greater than {min(a, b)}. So the answer is {r}.")
-    r = min(a, b)
-    return (f"Which number is smaller, {a} or {b}?", str(r),
-            f"{r} is less than {max(a, b)}. So the answer is {r}.")
+        return f"Which number is larger, {a} or {b}?", str(max(a, b))
+    return f"Which number is smaller, {a} or {b}?", str(min(a, b))
 
 
-def _q_compare_people(rng: random.Random) -> tuple[str, str, str]:
+def _q_compare_people(rng: random.Random) -> tuple[str, str]:
     x, y = rng.sample(_NAMES, 2)
     more, less = rng.choice(_TRAITS)
     if rng.random() < 0.5:
-        return (f"{x} is {more} than {y}. Who is {less}?", y,
-                f"{x} is {more} than {y}, so {y} is {less}. So the answer is {y}.")
-    return (f"{x} is {more} than {y}. Who is {more}?", x,
-            f"The question says {x} is {more} than {y}. So the answer is {x}.")
+        return f"{x} is {more} than {y}. Who is {less}?", y
+    return f"{x} is {more} than {y}. Who is {more}?", x
 
 
-def _a(noun: str) -> str:
-    return ("an " if noun[0] in "aeiou" else "a ") + noun
-
-
-def _q_odd_one_out(rng: random.Random) -> tuple[str, str, str]:
+def _q_odd_one_out(rng: random.Random) -> tuple[str, str]:
     cat, odd_cat = rng.sample(sorted(_CATEGORIES), 2)
     group, odd = rng.sample(_CATEGORIES[cat], 3), rng.choice(_CATEGORIES[odd_cat])
     words = group + [odd]
     rng.shuffle(words)
-    return (f"Which word does not belong: {', '.join(words)}?", odd,
-            f"{', '.join(group[:2])} and {group[2]} are each {_a(cat)}, but {odd} is {_a(odd_cat)}. "
-            f"So the answer is {odd}.")
+    return f"Which word does not belong: {', '.join(words)}?", odd
 
 
 _QUESTION_KINDS = (_q_emotion, _q_sentiment, _q_arithmetic, _q_compare_numbers,
@@ -297,20 +278,27 @@ _QUESTION_KINDS = (_q_emotion, _q_sentiment, _q_arithmetic, _q_compare_numbers,
 
 
 def make_reasoning_set(n: int, seed: int = 0) -> list[dict]:
-    """`n` rows `{"question", "answer", "reasoning"}`, the kinds mixed evenly, questions unique."""
+    """`n` rows `{"question", "answer", "reasoning"}`, the kinds mixed evenly, questions unique.
+
+    The reasoning states the answer in its first words ("The answer is 10."), nothing more. The
+    tiny model must learn to copy the answer from the stage-1 prompt, at a fixed distance before
+    the reasoning; a longer rationale after it (the evidence, a second sentence) outweighs that
+    one token in the loss, and a tiny model trained for a few hundred steps then writes the most
+    frequent label instead of the one it is given, so its reasonings tell stage 2 nothing.
+    """
     rng = random.Random(seed)
     kinds = [_QUESTION_KINDS[i % len(_QUESTION_KINDS)] for i in range(n)]
     rng.shuffle(kinds)
     rows, seen = [], set()
     for kind in kinds:
         for _ in range(1000):
-            question, answer, reasoning = kind(rng)
+            question, answer = kind(rng)
             if question not in seen:
                 break
         else:
             raise ValueError(f"cannot make {n} distinct reasoning questions")
         seen.add(question)
-        rows.append({"question": question, "answer": answer, "reasoning": reasoning})
+        rows.append({"question": question, "answer": answer, "reasoning": f"The answer is {answer}."})
     return rows
 
 

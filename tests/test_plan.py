@@ -58,7 +58,7 @@ def test_plan_uses_the_profiles_and_the_datas_own_sizes(shared_emotion):
     tiny = {r["stage"]: r for r in estimate(context_for(build_parser().parse_args(["plan", "--profile", "tiny"])),
                                             989.0, 0.3, 20000.0)}
     assert tiny["train-stage1"]["rows"] == tiny["train-stage2"]["rows"] == 600
-    assert tiny["train-stage2"]["tokens"] == 150 * 16 * 67  # max_steps x rows per step x tokens per row
+    assert tiny["train-stage2"]["tokens"] == 300 * 16 * 55  # max_steps x rows per step x tokens per row
     real = {r["stage"]: r for r in estimate(context_for(build_parser().parse_args(
         ["plan", "--profile", "paper", "--data-dir", str(shared_emotion)])), 989.0, 0.3, 20000.0)}
     assert real["train-baseline"]["rows"] == real["generate"]["rows"] == 16000
