@@ -78,7 +78,10 @@ def summarise(run_dir: Path, machine: str, load: list[float] | None, command: st
                          "acc_diff": agg["comparison"]["acc_diff"]} if agg else None,
         "generation": {k: manifest["stages"]["generate"]["info"].get(k)
                        for k in ("generator", "prompts", "kept", "dropped", "output_tokens", "wall_seconds")},
-        "stage_seconds": {Path(rd).name: sec for rd, sec in metrics["timing"]["stages"].items()},
+        # the data engine's stages (RUN) and each run's trainings, predict and evaluate (RUN, or RUN/seed-N)
+        "stage_seconds": {run_dir.name: {name: rec["seconds"] for name, rec in manifest["stages"].items()
+                                         if rec.get("seconds") is not None},
+                          **{Path(rd).name: sec for rd, sec in metrics["timing"]["stages"].items()}},
     }
     out["total_stage_seconds"] = round(sum(s for sec in out["stage_seconds"].values() for s in sec.values()), 1)
     return out
