@@ -1,9 +1,10 @@
 """The Ray Data backend runs the generate job of the vLLM backend and gives its outputs.
 
-On a private one-node Ray with the CPU vLLM build: the first 24 generate requests of
+On a private one-node Ray with the CPU vLLM build: the first 96 generate requests of
 the tiny run (attempt 0: the same ids, messages and per-request seeds, engine seed 0)
-go through `GenerationSession("ray")` in a child process, in chunks of 8; the child is
-SIGKILLed once the first shard is on disk. Its worker, Ray's processes and the vLLM
+go through `GenerationSession("ray")` in a child process, in 24 chunks of 4 (the tiny
+reasonings are a few tokens: with fewer chunks all may finish before the kill lands); the
+child is SIGKILLed once the first shard is on disk. Its worker, Ray's processes and the vLLM
 actor must all die with it; a rerun must skip the finished ids, generate only the
 rest, and end with every id exactly once and the same outputs, prompt token ids and
 token counts as the tiny run's own vLLM shards (per-request seeds make each output
@@ -33,7 +34,7 @@ pytestmark = [pytest.mark.vllm,
               pytest.mark.skipif(vllm_python() is None or vllm_python("ray") is None,
                                  reason="no vLLM environment with ray[data] (.venv-vllm or VLLM_PYTHON)")]
 
-N, CHUNK = 24, 8
+N, CHUNK = 96, 4
 CHILD = """import json, sys
 from pipeline.generation.job import GenerationJob
 from pipeline.generation.launch import GenerationSession
