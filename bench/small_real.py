@@ -39,7 +39,7 @@ def one_run(r: dict) -> dict:
     metrics.json): both models and the reference classifiers, McNemar, the two trainings."""
     models = r["models"]
     cmp = next(c for c in r["comparisons"] if {c["a"], c["b"]} == {"baseline", "reasoning"})
-    training = r["training"]["models"] if r["training"].get("models") else r["training"]
+    training = r["training"]["models"]
     return {
         "models": {name: {"n": models[name]["n"], "accuracy": models[name]["accuracy"],
                           "macro_f1": models[name]["macro_f1"], "invalid": models[name].get("invalid"),
