@@ -16,9 +16,23 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_EMOTION = ROOT.parent / "shared" / "data" / "emotion"
 
 
-# The longest files, longest first (make test runs two workers): the kill test runs the whole tiny
-# pipeline nine times over, the experiments train eight arms.
-LONGEST = ("test_kill_each_stage.py", "test_experiments.py")
+# The longest files, longest first (make test runs two workers): the experiments train eight arms
+# after the tiny run, the kill test runs the own-task pipeline nine times over, the small profile's
+# smoke trains a real 135M model.
+LONGEST = ("test_experiments.py", "test_kill_each_stage.py", "test_small_profile.py")
+
+
+def share_the_cores() -> None:
+    """Under `pytest -n N`, each worker's processes (Axolotl, vLLM, torch in the worker) get
+    cores/N OpenMP threads: N workers with a thread per core each oversubscribe the cores, and
+    OpenMP's spinning threads then slow everything (two tiny runs side by side on 2 cores:
+    236 s each with 2 threads, 168 s with 1)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // workers)))
+
+
+share_the_cores()
 
 
 def pytest_collection_modifyitems(items):
