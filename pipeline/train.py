@@ -97,7 +97,11 @@ def validate_config(cfg: dict, capabilities: dict | None, source: str) -> None:
     try:
         axolotl_validate(DictDefault(dict(cfg)), capabilities=caps, env_capabilities=env_caps)
     except Exception as e:  # pydantic.ValidationError or Axolotl's ValueError
-        raise DataError(f"{source}: Axolotl rejects the config: {e}") from None
+        hint = ""
+        if "MPT models" in str(e) and "mpt" in str(cfg.get("base_model", "")).lower():
+            hint = (f"\n  (Axolotl takes every model whose path contains 'mpt' for an MPT model: "
+                    f"base_model is {cfg['base_model']}; move it, or REASONING_MODEL_CACHE, to a path without 'mpt')")
+        raise DataError(f"{source}: Axolotl rejects the config: {e}{hint}") from None
 
 
 def target_hardware(ctx: RunContext) -> dict | None:

@@ -16,10 +16,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_EMOTION = ROOT.parent / "shared" / "data" / "emotion"
 
 
-# The longest files, longest first (make test runs two workers): the experiments train eight arms
-# after the tiny run, the kill test runs the own-task pipeline nine times over, the small profile's
-# smoke trains a real 135M model.
-LONGEST = ("test_experiments.py", "test_kill_each_stage.py", "test_small_profile.py")
+# The longest files, longest first (make test runs two workers in this order): the experiments train
+# eight arms after building the tiny run, the kill test builds the own-task run and runs it nine times
+# over; meanwhile the other worker has the small profile's smoke and the parity fixtures, which need
+# neither run, instead of waiting for the tiny run.
+LONGEST = ("test_experiments.py", "test_kill_each_stage.py", "test_small_profile.py",
+           "test_label_masks_and_parity.py")
 
 
 def share_the_cores() -> None:
@@ -39,7 +41,8 @@ def pytest_collection_modifyitems(items):
     """`slow`: every test that needs the tiny run (or the own-task run), trains, or starts vLLM (`pytest -m "not slow"` skips them).
 
     Files are ordered longest first (LONGEST, then the other users of those runs, then the other
-    slow files, then the rest), so that `pytest -n 2 --dist loadfile` (make test) keeps both
+    slow files, then the rest), so that `pytest -n 2 --dist loadfile --no-loadscope-reorder`
+    (make test; without the flag pytest-xdist orders files by their number of tests) keeps both
     workers busy to the end."""
     rank = {}
     for item in items:

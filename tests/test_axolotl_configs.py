@@ -215,6 +215,14 @@ def test_wrong_dataset_type_is_rejected(tiny_cfg, key, value):
     _rejects(cfg, rf"Axolotl rejects the config:(.|\n)*{key}")
 
 
+def test_a_model_path_containing_mpt_gets_the_reason(tiny_cfg):
+    """Axolotl calls any base_model whose path contains 'mpt' (".../emptycache/...") an MPT model and
+    refuses gradient checkpointing for it; the error says why and what to move."""
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.update(base_model="/tmp/emptycache/SmolLM2-135M-Instruct", gradient_checkpointing=True)
+    _rejects(cfg, r"not supported for MPT models(.|\n)*path contains 'mpt' for an MPT model: base_model is /tmp/emptycache/SmolLM2")
+
+
 def test_the_unmodified_config_is_accepted(tiny_cfg):
     """The rejections above come from the edits, not from the base config."""
     validate_config(copy.deepcopy(tiny_cfg), None, "test config")

@@ -146,14 +146,15 @@ def test_overlap_of_the_real_emotion_split_is_counted_and_can_be_dropped(shared_
 
 
 # ---------------------------------------------------------------- seeds
-def test_seeds_train_replicates_over_one_data_engine_and_aggregate(tiny_run, tmp_path, capfd):
-    """`all --seeds 1,2` on a finished run: the data engine is reused, stage 2 and the baseline are
-    trained per seed in RUN/seed-N, and RUN's report gives mean and spread and McNemar per seed."""
+def test_seeds_train_replicates_over_one_data_engine_and_aggregate(own_task_run, tmp_path, capfd):
+    """`all --seeds 1,2` on a finished run (the own-task one: the smallest): the data engine is reused,
+    stage 2 and the baseline are trained per seed in RUN/seed-N, and RUN's report gives mean and spread
+    and McNemar per seed."""
     from orchestrate import build_parser
 
     assert build_parser().parse_args(["all", "--seeds", "1,2"]).seeds == [1, 2]
     run = tmp_path / "run"
-    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("checkpoint-*"))
+    shutil.copytree(own_task_run[1], run, ignore=shutil.ignore_patterns("checkpoint-*", ".lock"))
     ctx = RunContext.from_run_dir(run)
     for which in ("stage2", "baseline"):  # fewer steps per replicate: this tests the mechanics
         ctx.profile["train"][which] = {"max_steps": 20, "save_steps": 20}

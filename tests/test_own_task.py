@@ -114,6 +114,27 @@ def test_classify_a_csv_of_both_fields_answers_what_predict_wrote(own_task_run, 
     assert [r["label"] for r in rows] == [predicted[r["id"]]["pred"] for r in test]
 
 
+def test_experiments_build_training_rows_and_prompts_from_every_field(own_task_run):
+    """The experiments' arms rebuild stage-2 rows as build-stage2 wrote them, both fields included, and
+    ask the test examples with predict's own prompt (experiments on a pair task once failed with
+    'asks for the fields ['product', 'review'], got one text')."""
+    from pipeline.config import RunContext
+    from pipeline.experiments.lab import Lab
+
+    _, run, _ = own_task_run
+    lab = Lab(RunContext.from_run_dir(run), "noise")
+    train = {r["id"]: r for r in lab.train_split}
+    written = read_jsonl(run / "data" / "stage2.jsonl")
+    assert len(written) == len(train)
+    for row in written:
+        assert lab.stage2_row(row["id"], train[row["id"]], lab.reasonings[row["id"]]["reasoning"]) == row
+    requests = {r["id"]: r for r in read_jsonl(run / "predictions" / ".work-baseline" / "requests.jsonl")}
+    for example, asked in zip(lab.test_rows(), lab.requests(lab.test_rows())):
+        assert asked == requests[example["id"]]
+        assert example["inputs"]["product"] in asked["messages"][0]["content"]
+        assert example["inputs"]["review"] in asked["messages"][0]["content"]
+
+
 def test_csv_labels_may_be_indices_and_jsonl_works(tmp_path):
     from pipeline.config import RunContext
     from pipeline.data import load_task_splits

@@ -89,10 +89,14 @@ class Lab:
         """The data engine's reasonings by id: {id, text, label, reasoning, ...}."""
         return {r["id"]: r for r in read_jsonl(self.ctx.generations / "reasonings.jsonl")}
 
-    def stage2_row(self, id_: str, text: str, label: str, reasoning: str) -> dict:
-        """A stage-2 training row, built as build-stage2 builds it."""
+    def stage2_row(self, id_: str, example: dict, reasoning: str) -> dict:
+        """A stage-2 training row for a task split row (every input field), built as build-stage2 builds it."""
         return {"id": id_, "messages": prompts.classify_messages(
-            self.task, text, prompts.stage2_answer(self.task, reasoning, label))}
+            self.task, example, prompts.stage2_answer(self.task, reasoning, example["label"]))}
+
+    def requests(self, rows: list[dict]) -> list[dict]:
+        """predict's requests for task split rows (every input field in the question)."""
+        return [{"id": r["id"], "messages": prompts.classify_messages(self.task, r)} for r in rows]
 
     def main_predictions(self, model: str) -> list[dict]:
         return read_jsonl(self.ctx.predictions(model))
@@ -154,8 +158,7 @@ class Lab:
         from postprocess.labels import parse_label
         from pipeline.stages import run_classifier
 
-        requests = [{"id": r["id"], "messages": prompts.classify_messages(self.task, r["text"])} for r in rows]
-        results, _ = run_classifier(ctx or self.ctx, session, name, Path(model_dir), requests,
+        results, _ = run_classifier(ctx or self.ctx, session, name, Path(model_dir), self.requests(rows),
                                     self.out / "predictions" / f".work-{tag}")
         preds = [{"id": r["id"], "text": r["text"], "gold": r["label"],
                   "pred": parse_label(res["output"], self.labels, self.task.answer_prefix), "output": res["output"],

@@ -25,7 +25,7 @@ READ = ("label_first should cost about the baseline's output tokens. Accuracy ab
 
 def run(lab: Lab) -> dict:
     by_id = {r["id"]: r for r in lab.train_split}
-    rows = [{"id": r["id"], "messages": prompts.classify_messages(lab.task, by_id[r["id"]]["text"], prompts.label_first_answer(
+    rows = [{"id": r["id"], "messages": prompts.classify_messages(lab.task, by_id[r["id"]], prompts.label_first_answer(
         lab.task, lab.reasonings[r["id"]]["reasoning"], by_id[r["id"]]["label"]))} for r in lab.main_set("stage2")]
     arm = lab.train("stage2", rows, "label_first", overrides=False)
     test = lab.test_split

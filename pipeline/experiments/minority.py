@@ -112,7 +112,7 @@ def _extra_reasonings(lab: Lab, plain: list[dict]) -> tuple[list[dict], list[str
         src = by_id[res["id"].rsplit("#extra", 1)[0]]
         reasoning = clean_reasoning(res["output"], task.labels, task.answer_prefix)
         if reasoning:
-            extra.append(lab.stage2_row(res["id"], src["text"], src["label"], reasoning))
+            extra.append(lab.stage2_row(res["id"], src, reasoning))
     return plain + extra, rare
 
 

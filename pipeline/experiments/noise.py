@@ -55,7 +55,7 @@ def run(lab: Lab) -> dict:
             swap = inject_noise(rows, f, seed)
         except ValueError as e:
             raise DataError(f"experiments.noise: {e}") from None
-        train = [lab.stage2_row(i, by_id[i]["text"], by_id[i]["label"], lab.reasonings[swap.get(i, i)]["reasoning"])
+        train = [lab.stage2_row(i, by_id[i], lab.reasonings[swap.get(i, i)]["reasoning"])
                  for i in ids]
         arms.append(lab.train("stage2", train, f"fraction {f:g}"))
         swaps[f] = swap
