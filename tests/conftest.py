@@ -16,11 +16,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_EMOTION = ROOT.parent / "shared" / "data" / "emotion"
 
 
-# The longest files, longest first (make test runs two workers in this order): the experiments train
-# eight arms after building the tiny run, the kill test builds the own-task run and runs it nine times
-# over; meanwhile the other worker has the small profile's smoke and the parity fixtures, which need
-# neither run, instead of waiting for the tiny run.
-LONGEST = ("test_experiments.py", "test_kill_each_stage.py", "test_small_profile.py",
+# The longest files, longest first (make test runs two workers in this order): the kill test runs the
+# whole tiny pipeline nine times over, the experiments train eight arms after the tiny run; the small
+# profile's smoke and the parity fixtures need neither run.
+LONGEST = ("test_kill_each_stage.py", "test_experiments.py", "test_small_profile.py",
            "test_label_masks_and_parity.py")
 
 
