@@ -30,12 +30,13 @@ demo: setup
 	$(VENV)/bin/python orchestrate.py all --profile tiny --run-dir $(RUN_DIR)
 	@echo "report: $(RUN_DIR)/report.md"
 
+# The small profile's smoke (a real 135M model through every stage, ~3-5 min) runs apart: `make test-small`
+SMALL_SMOKE := tests/test_small_profile.py::test_small_path_smoke
 test: setup
-	$(VENV)/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile --deselect $(SMALL_SMOKE)
 
-# The small profile's smoke alone (a real 135M model through every stage, ~3-5 min)
 test-small: setup
-	$(VENV)/bin/python -m pytest tests/test_small_profile.py::test_small_path_smoke
+	$(VENV)/bin/python -m pytest $(SMALL_SMOKE)
 
 test-fast: setup
 	$(VENV)/bin/python -m pytest -m "not slow"

@@ -16,11 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_EMOTION = ROOT.parent / "shared" / "data" / "emotion"
 
 
-# The longest files, longest first (make test runs two workers in this order): the kill test runs the
-# whole tiny pipeline nine times over, the experiments train eight arms after the tiny run; the small
-# profile's smoke and the parity fixtures need neither run.
-LONGEST = ("test_kill_each_stage.py", "test_experiments.py", "test_small_profile.py",
-           "test_label_masks_and_parity.py")
+# The longest files, longest first (make test runs two workers): the kill test runs the whole tiny
+# pipeline nine times over, the experiments train eight arms.
+LONGEST = ("test_kill_each_stage.py", "test_experiments.py")
 
 
 def share_the_cores() -> None:
@@ -40,8 +38,7 @@ def pytest_collection_modifyitems(items):
     """`slow`: every test that needs the tiny run (or the own-task run), trains, or starts vLLM (`pytest -m "not slow"` skips them).
 
     Files are ordered longest first (LONGEST, then the other users of those runs, then the other
-    slow files, then the rest), so that `pytest -n 2 --dist loadfile --no-loadscope-reorder`
-    (make test; without the flag pytest-xdist orders files by their number of tests) keeps both
+    slow files, then the rest), so that `pytest -n 2 --dist loadfile` (make test) keeps both
     workers busy to the end."""
     rank = {}
     for item in items:
