@@ -24,7 +24,7 @@ LONGEST = ("test_kill_each_stage.py", "test_experiments.py")
 def share_the_cores() -> None:
     """Under `pytest -n N`, each worker's processes (Axolotl, vLLM, torch in the worker) get
     cores/N OpenMP threads: N workers with a thread per core each oversubscribe the cores, and
-    OpenMP's spinning threads then slow everything (two tiny runs side by side on 2 cores:
+    OpenMP's spinning threads then slow everything (two tiny_fast.yml runs side by side on 2 cores:
     236 s each with 2 threads, 168 s with 1)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
