@@ -103,6 +103,12 @@ def reasoning_request(task: TaskSpec, example: str | dict, label: str, generator
     return ask(task, example, label)
 
 
+def classify_requests(task: TaskSpec, rows: list[dict]) -> list[dict]:
+    """predict's requests for task split rows (every input field in the question): the predict stage's
+    and the experiments'."""
+    return [{"id": r["id"], "messages": classify_messages(task, r)} for r in rows]
+
+
 def classify_messages(task: TaskSpec, example: str | dict, answer: str | None = None) -> list[dict]:
     """example -> answer: the user turn of stage 2, the baseline, predict and classify."""
     msgs = [{"role": "user", "content": question(task, example)}]

@@ -262,7 +262,7 @@ def predict(ctx: RunContext) -> dict:
 
     task, test = ctx.task, read_jsonl(ctx.task_split("test"))
     info = {}
-    requests = [{"id": r["id"], "messages": prompts.classify_messages(task, r)} for r in test]
+    requests = prompts.classify_requests(task, test)
     with open_session(ctx, "predict") as session:
         for name, model_dir in MODEL_DIRS.items():
             results, stats = run_classifier(ctx, session, name, ctx.model_dir(model_dir), requests,

@@ -118,6 +118,7 @@ def test_experiments_build_training_rows_and_prompts_from_every_field(own_task_r
     """The experiments' arms rebuild stage-2 rows as build-stage2 wrote them, both fields included, and
     ask the test examples with predict's own prompt (experiments on a pair task once failed with
     'asks for the fields ['product', 'review'], got one text')."""
+    from pipeline import prompts
     from pipeline.config import RunContext
     from pipeline.experiments.lab import Lab
 
@@ -129,7 +130,7 @@ def test_experiments_build_training_rows_and_prompts_from_every_field(own_task_r
     for row in written:
         assert lab.stage2_row(row["id"], train[row["id"]], lab.reasonings[row["id"]]["reasoning"]) == row
     requests = {r["id"]: r for r in read_jsonl(run / "predictions" / ".work-baseline" / "requests.jsonl")}
-    for example, asked in zip(lab.test_rows(), lab.requests(lab.test_rows())):
+    for example, asked in zip(lab.test_rows(), prompts.classify_requests(lab.task, lab.test_rows())):
         assert asked == requests[example["id"]]
         assert example["inputs"]["product"] in asked["messages"][0]["content"]
         assert example["inputs"]["review"] in asked["messages"][0]["content"]

@@ -94,10 +94,6 @@ class Lab:
         return {"id": id_, "messages": prompts.classify_messages(
             self.task, example, prompts.stage2_answer(self.task, reasoning, example["label"]))}
 
-    def requests(self, rows: list[dict]) -> list[dict]:
-        """predict's requests for task split rows (every input field in the question)."""
-        return [{"id": r["id"], "messages": prompts.classify_messages(self.task, r)} for r in rows]
-
     def main_predictions(self, model: str) -> list[dict]:
         return read_jsonl(self.ctx.predictions(model))
 
@@ -158,7 +154,7 @@ class Lab:
         from postprocess.labels import parse_label
         from pipeline.stages import run_classifier
 
-        results, _ = run_classifier(ctx or self.ctx, session, name, Path(model_dir), self.requests(rows),
+        results, _ = run_classifier(ctx or self.ctx, session, name, Path(model_dir), prompts.classify_requests(self.task, rows),
                                     self.out / "predictions" / f".work-{tag}")
         preds = [{"id": r["id"], "text": r["text"], "gold": r["label"],
                   "pred": parse_label(res["output"], self.labels, self.task.answer_prefix), "output": res["output"],

@@ -64,9 +64,10 @@ def _batched(lab: Lab, size: int | None):
 def _timed(lab: Lab, session, name, model_dir, test, ctx, work: Path) -> tuple[list[dict], float]:
     """Predictions in a fresh scratch folder (nothing resumed) and the engine's own seconds."""
     from postprocess.labels import parse_label
+    from pipeline import prompts
     from pipeline.stages import run_classifier
 
-    results, stats = run_classifier(ctx, session, name, Path(model_dir), lab.requests(test), work)
+    results, stats = run_classifier(ctx, session, name, Path(model_dir), prompts.classify_requests(lab.task, test), work)
     preds = [{"id": r["id"], "gold": r["label"], "output_tokens": res["output_tokens"],
               "pred": parse_label(res["output"], lab.labels, lab.task.answer_prefix)} for r, res in zip(test, results)]
     return preds, stats["seconds"]
