@@ -30,10 +30,12 @@ demo: setup
 	$(VENV)/bin/python orchestrate.py all --profile tiny --run-dir $(RUN_DIR)
 	@echo "report: $(RUN_DIR)/report.md"
 
-# The small profile's smoke (a real 135M model through every stage, ~3-5 min) runs apart: `make test-small`
-SMALL_SMOKE := tests/test_small_profile.py::test_small_path_smoke
+# Two workers, whole files each, in tests/conftest.py's order (not xdist's, which sorts by test count)
 test: setup
-	$(VENV)/bin/python -m pytest -n 2 --dist loadfile --deselect $(SMALL_SMOKE)
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
+
+# The small profile's smoke alone (a real 135M model through every stage; make test runs it too)
+SMALL_SMOKE := tests/test_small_profile.py::test_small_path_smoke
 
 test-small: setup
 	$(VENV)/bin/python -m pytest $(SMALL_SMOKE)

@@ -23,11 +23,11 @@ from typing import Iterable
 
 from pipeline import prompts
 from pipeline.config import RunContext
-from pipeline.io import DataError
+from pipeline.io import DataError, read_json
 from pipeline.stages import MODEL_DIRS, answer_decoding, open_session, run_classifier
 
-# model name -> folder under RUN/models: predict's models, and the label-first variant where a run trains it
-MODELS = {"reasoning": "stage2", "baseline": "baseline", "label_first": "label_first", **MODEL_DIRS}
+# model name -> folder under RUN/models (predict's two models); label_first is the label_first experiment's arm
+MODELS = {**MODEL_DIRS, "label_first": None}
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 FIELDS = ("text", "label", "reasoning", "valid", "finish_reason", "output", "error")
 
@@ -43,6 +43,19 @@ class Item:
 def is_trained(model_dir: Path) -> bool:
     """Final weights saved (Axolotl writes config.json when training starts, the weights at its end)."""
     return any((Path(model_dir) / name).is_file() for name in WEIGHTS)
+
+
+def model_dir(ctx: RunContext, model: str) -> Path:
+    """Where the run keeps `model`: RUN/models/ for predict's two; for label_first, the arm that
+    `orchestrate.py experiments` trained, as RUN/experiments/label_first/result.json records it
+    (RUN/experiments/models/...; taken below this run directory, so a moved or copied run works)."""
+    if MODELS[model] is not None:
+        return ctx.model_dir(MODELS[model])
+    result = ctx.run_dir / "experiments" / "label_first" / "result.json"
+    if not result.is_file():
+        return result.parent / "not-trained"
+    parts = Path(read_json(result)["arms"][0]["model_dir"]).parts
+    return ctx.run_dir.joinpath(*parts[len(parts) - 1 - parts[::-1].index("experiments"):])
 
 
 def result_row(text: str | dict | None, error: str | None = None, label: str | None = None, reasoning: str | None = None,
@@ -67,10 +80,11 @@ class Classifier:
         if model not in MODELS:
             raise DataError(f"--model {model!r}: choose one of {', '.join(MODELS)}")
         self.ctx, self.model = ctx, model
-        self.model_dir = ctx.model_dir(MODELS[model])
+        self.model_dir = model_dir(ctx, model)
         if not is_trained(self.model_dir):
-            raise DataError(f"{self.model_dir}: no trained {model!r} model in this run directory; "
-                            f"train it first (models present: {', '.join(self.available(ctx)) or 'none'})")
+            how = ctx.command("experiments", "--only", "label_first") if model == "label_first" else ctx.command("all")
+            raise DataError(f"{self.model_dir}: no trained {model!r} model in this run directory; train it first "
+                            f"(`{how}`; models present: {', '.join(self.available(ctx)) or 'none'})")
         from transformers import AutoConfig, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
@@ -88,7 +102,7 @@ class Classifier:
 
     @staticmethod
     def available(ctx: RunContext) -> list[str]:
-        return [name for name, folder in MODELS.items() if is_trained(ctx.model_dir(folder))]
+        return [name for name in MODELS if is_trained(model_dir(ctx, name))]
 
     def __enter__(self) -> "Classifier":
         return self

@@ -16,9 +16,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_EMOTION = ROOT.parent / "shared" / "data" / "emotion"
 
 
-# The longest files, longest first (make test runs two workers): the kill test runs the whole tiny
-# pipeline nine times over, the experiments train eight arms.
-LONGEST = ("test_kill_each_stage.py", "test_experiments.py")
+# The two files that build the session's runs come first, one per worker (make test runs two,
+# in this order): the kill test builds the own-task run, then runs it nine times over; the
+# experiments build the tiny run, then train eight arms. Every later file finds both runs built.
+FIRST = ("test_kill_each_stage.py", "test_experiments.py")
 
 
 def share_the_cores() -> None:
@@ -37,17 +38,18 @@ share_the_cores()
 def pytest_collection_modifyitems(items):
     """`slow`: every test that needs the tiny run (or the own-task run), trains, or starts vLLM (`pytest -m "not slow"` skips them).
 
-    Files are ordered longest first (LONGEST, then the other users of those runs, then the other
-    slow files, then the rest), so that `pytest -n 2 --dist loadfile` (make test) keeps both
-    workers busy to the end."""
+    Files are ordered for `pytest -n 2 --dist loadfile --no-loadscope-reorder` (make test): FIRST,
+    then the other users of the own-task run, of the tiny run, the other slow files, the rest. No
+    worker waits for a run the other is building, and the short files at the end even out the
+    workers' finishing times."""
     rank = {}
     for item in items:
-        uses_a_run = bool({"tiny_run", "own_task_run"} & set(item.fixturenames))
-        if uses_a_run or item.get_closest_marker("vllm") or item.get_closest_marker("e2e"):
+        runs = {"tiny_run", "own_task_run"} & set(item.fixturenames)
+        if runs or item.get_closest_marker("vllm") or item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.slow)
-        kind = LONGEST.index(item.path.name) if item.path.name in LONGEST \
-            else len(LONGEST) if uses_a_run \
-            else len(LONGEST) + 1 if item.get_closest_marker("slow") else len(LONGEST) + 2
+        kind = FIRST.index(item.path.name) if item.path.name in FIRST \
+            else 2 if "own_task_run" in runs else 3 if runs \
+            else 4 if item.get_closest_marker("slow") else 5
         rank[item.path] = min(rank.get(item.path, kind), kind)
     items.sort(key=lambda item: rank[item.path])
 

@@ -100,10 +100,11 @@ def test_missing_or_foreign_run_dir_exits_2_naming_it(tmp_path, capsys):
 
 
 def test_absent_model_and_missing_csv_column_exit_2(run_dir, tmp_path, capsys):
-    assert not (run_dir / "models" / "label_first").exists()
+    assert not (run_dir / "experiments" / "label_first").exists()
     assert orchestrate_main(["classify", "--run-dir", str(run_dir), "--model", "label_first", "hello"]) == 2
     err = capsys.readouterr().err
     assert "label_first" in err and "reasoning" in err and "baseline" in err  # names the models the run has
+    assert "experiments --profile tiny" in err and "--only label_first" in err  # and how to train it
     csv_path = tmp_path / "texts.csv"
     csv_path.write_text("sentence,id\nhello,1\n", encoding="utf-8")
     assert orchestrate_main(["classify", "--run-dir", str(run_dir), "--input", str(csv_path)]) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -137,6 +138,20 @@ def check_experiments(run):
     lf = ex["label_first"]
     assert lf["arms"][0]["optimizer_steps"] == lf["main_training"]["optimizer_steps"]
     assert lf["models"]["label_first"]["mean_output_tokens"] < lf["models"]["reasoning"]["mean_output_tokens"]
+    check_classify_label_first(run, lf)
     again = orchestrate("experiments", "--profile", "tiny", "--run-dir", str(run)).stdout
     assert again.count("up to date, skipped") == len(SECTIONS) and "training arm" not in again
     assert (run / "report.md").read_text().count("## Experiment `") == len(SECTIONS)
+
+
+def check_classify_label_first(run, lf):
+    """`classify --model label_first` answers with the experiment's model, through predict's code path
+    (the in-process backend: same greedy answers as the experiment's vLLM predictions)."""
+    from pipeline.classify import Classifier
+    from pipeline.io import read_jsonl
+
+    want = read_jsonl(run / "experiments" / "label_first" / "predictions" / "label_first.jsonl")[:3]
+    with Classifier.from_run_dir(run, "label_first", backend="transformers") as clf:
+        assert clf.model_dir == Path(lf["arms"][0]["model_dir"]) and "label_first" in clf.available(clf.ctx)
+        got = clf.classify([r["text"] for r in want])
+    assert [r["label"] for r in got] == [r["pred"] for r in want]

@@ -1,5 +1,7 @@
-"""Kill the tiny pipeline once inside every stage, rerun the same command each time, and
-the finished run equals the uninterrupted one (the session's `tiny_run`).
+"""Kill the pipeline once inside every stage, rerun the same command each time, and the
+finished run equals the uninterrupted one: the session's `own_task_run` (the README's
+own-data walkthrough on the shortened tiny profile, which checkpoints every 10 of its 40 steps and
+writes a shard every 8 requests, so that every stage has work in flight to interrupt).
 
 Each stage is interrupted in turn, always by a signal to `orchestrate.py` alone (not its
 process group, which is the harder case: its children must not outlive it), while its
@@ -52,14 +54,23 @@ def work_on_disk(run: Path, stage: str) -> bool:
     return bool(ShardStore(shards).shards())
 
 
-def all_command(run: Path) -> list[str]:
-    return [sys.executable, str(ROOT / "orchestrate.py"), "all", "--profile", "tiny", "--run-dir", str(run)]
+def all_command(task_dir: Path, run: Path) -> list[str]:
+    """The command that made `own_task_run`, into another run directory."""
+    return [sys.executable, str(ROOT / "orchestrate.py"), "all", "--profile", str(ROOT / "tests" / "helpers" / "tiny_fast.yml"),
+            "--task", str(task_dir / "task.yml"), "--run-dir", str(run)]
 
 
-def interrupt(run: Path, stage: str, sig: int, when: str) -> tuple[int, str, list[psutil.Process]]:
-    """`orchestrate.py all` until `stage` is under way, then `sig` to that process alone."""
-    proc = subprocess.Popen(all_command(run), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+def as_from_a_terminal() -> None:
+    """Ctrl-C reaches a command started from a terminal. A shell script that starts a job in the
+    background (`make test &`, `nohup ... &`) makes it and all its children ignore SIGINT, and
+    Python keeps that: the orchestrator would not see the SIGINT this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def interrupt(command: list[str], run: Path, stage: str, sig: int, when: str) -> tuple[int, str, list[psutil.Process]]:
+    """`command` (`orchestrate.py all`) until `stage` is under way, then `sig` to that process alone."""
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=as_from_a_terminal)
     lines: list[str] = []
     children: list[psutil.Process] = []
     started = threading.Event()
@@ -111,16 +122,17 @@ def weights(model_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def interrupted_run(tmp_path_factory) -> tuple[Path, dict]:
+def interrupted_run(tmp_path_factory, own_task_run) -> tuple[Path, dict]:
     run = tmp_path_factory.mktemp("killed") / "run"
+    command = all_command(own_task_run[0], run)
     outcomes = {}
     for stage, sig, when in PLAN:
-        rc, out, alive = interrupt(run, stage, sig, when)
+        rc, out, alive = interrupt(command, run, stage, sig, when)
         outcomes[stage] = {"rc": rc, "status": stage_status(run, stage), "alive": alive, "out": out,
                            "signal": signal.Signals(sig).name}
         print(f"killed {stage} with {signal.Signals(sig).name} ({when}): exit {rc}, "
               f"manifest status {outcomes[stage]['status']}")
-    final = subprocess.run(all_command(run), cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    final = subprocess.run(command, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            timeout=1500)
     print(final.stdout[-3000:])
     assert final.returncode == 0, final.stdout[-4000:]
@@ -165,21 +177,21 @@ def test_generation_and_prediction_skipped_finished_ids(interrupted_run):
         assert len(ids) == len(set(ids)) == n, shards  # every id exactly once across the runs' shards
 
 
-def test_interrupted_run_equals_the_uninterrupted_one(interrupted_run, tiny_run):
-    run, tiny_run = interrupted_run[0], Path(tiny_run)
+def test_interrupted_run_equals_the_uninterrupted_one(interrupted_run, own_task_run):
+    run, reference = interrupted_run[0], own_task_run[1]
     for rel in ("data/task/train.jsonl", "data/task/test.jsonl", "data/stage1.jsonl", "data/stage2.jsonl",
                 "data/baseline.jsonl"):
-        assert (run / rel).read_bytes() == (tiny_run / rel).read_bytes(), rel
+        assert (run / rel).read_bytes() == (reference / rel).read_bytes(), rel
     keys = ("label", "reasoning", "raw", "attempt")
     assert rows_by_id(run / "generations" / "reasonings.jsonl", keys) == \
-        rows_by_id(tiny_run / "generations" / "reasonings.jsonl", keys)
+        rows_by_id(reference / "generations" / "reasonings.jsonl", keys)
     for which in TRAINED.values():
-        got, want = weights(run / "models" / which), weights(tiny_run / "models" / which)
+        got, want = weights(run / "models" / which), weights(reference / "models" / which)
         assert got.keys() == want.keys()
         differ = [k for k in want if not (got[k] == want[k]).all()]
         assert differ == [], f"{which}: {len(differ)} tensors differ from the uninterrupted run, e.g. {differ[:3]}"
     for name in ("baseline", "reasoning"):
         path = Path("predictions") / f"{name}.jsonl"
-        assert rows_by_id(run / path, ("output", "pred")) == rows_by_id(tiny_run / path, ("output", "pred")), name
-    got, want = (json.loads((r / "metrics.json").read_text())["models"] for r in (run, tiny_run))
+        assert rows_by_id(run / path, ("output", "pred")) == rows_by_id(reference / path, ("output", "pred")), name
+    got, want = (json.loads((r / "metrics.json").read_text())["models"] for r in (run, reference))
     assert {m: v["accuracy"] for m, v in got.items()} == {m: v["accuracy"] for m, v in want.items()}
