@@ -120,6 +120,11 @@ def write_config(ctx: RunContext, which: str) -> Path:
     return path
 
 
+def axolotl_command(*args: str) -> list[str]:
+    """`axolotl ARGS...` (the `axolotl` command's entry point, started through axolotl_cli.py)."""
+    return [sys.executable, str(Path(__file__).with_name("axolotl_cli.py")), *map(str, args)]
+
+
 def train_command(config_path: Path, gpus: int) -> list[str]:
     """`axolotl train`: Axolotl's accelerate launcher for gpus > 1; one process needs no launcher.
 
@@ -127,7 +132,7 @@ def train_command(config_path: Path, gpus: int) -> list[str]:
     it under `accelerate launch`, which imports torch, transformers and Axolotl a second
     time (~20 s per training on the tiny run, bench/README.md); the weights are identical.
     """
-    cmd = [str(Path(sys.executable).parent / "axolotl"), "train", str(config_path)]
+    cmd = axolotl_command("train", config_path)
     if gpus > 1:
         return cmd + ["--launcher", "accelerate", "--", "--num_processes", str(gpus)]
     return cmd + ["--launcher", "python"]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,7 +191,7 @@ def prepared(request, tmp_path_factory) -> Prepared:
     import yaml
     from transformers import AutoTokenizer
 
-    from pipeline.train import write_config
+    from pipeline.train import axolotl_command, write_config
 
     fam = FAMILIES[request.param]
     t0 = time.perf_counter()
@@ -223,10 +222,9 @@ def prepared(request, tmp_path_factory) -> Prepared:
     try:
         configs = {which: write_config(ctx, which) for which in SETS}
         env = tool_env(offline=True)
-        axolotl = Path(sys.executable).parent / "axolotl"
         for which in SETS:  # three concurrent `axolotl preprocess`: most of each is start-up
             log = open(work / f"preprocess-{which}.log", "w")
-            procs[which] = (subprocess.Popen([str(axolotl), "preprocess", str(configs[which])], stdout=log,
+            procs[which] = (subprocess.Popen(axolotl_command("preprocess", configs[which]), stdout=log,
                                              stderr=subprocess.STDOUT, cwd=ctx.run_dir,
                                              env={**env, "HF_DATASETS_CACHE": str(work / f"hf-datasets-{which}")}),
                             log)
