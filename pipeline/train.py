@@ -4,7 +4,7 @@
 and `train.<which>` override it (None unsets a key), and the run directory supplies
 paths. The resolved config is written to `RUN/configs/<which>.yml`, validated with
 Axolotl's own schema (plus a check that every key is one Axolotl knows), and run
-with the real `axolotl train` as a subprocess.
+with the real `axolotl train` (its entry point, through axolotl_cli.py) as a subprocess.
 """
 from __future__ import annotations
 
