@@ -39,10 +39,8 @@ test: setup
 	$(VENV)/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # The small profile's smoke alone (a real 135M model through every stage; make test runs it too)
-SMALL_SMOKE := tests/test_small_profile.py::test_small_path_smoke
-
 test-small: setup
-	$(VENV)/bin/python -m pytest $(SMALL_SMOKE)
+	$(VENV)/bin/python -m pytest tests/test_small_profile.py::test_small_path_smoke
 
 test-fast: setup
 	$(VENV)/bin/python -m pytest -m "not slow"

@@ -53,7 +53,7 @@ def model_dir(ctx: RunContext, model: str) -> Path:
         return ctx.model_dir(MODELS[model])
     result = ctx.run_dir / "experiments" / "label_first" / "result.json"
     if not result.is_file():
-        return result.parent / "not-trained"
+        return result.parent  # no weights there: not trained
     parts = Path(read_json(result)["arms"][0]["model_dir"]).parts
     return ctx.run_dir.joinpath(*parts[len(parts) - 1 - parts[::-1].index("experiments"):])
 
