@@ -52,14 +52,27 @@ def row(stage: str, wall: float, model: float, startup: float) -> dict:
             "ours_s": round(ours, 1), "ours_share": round(ours / wall, 3) if wall else 0.0}
 
 
+def overlap(stages: dict) -> float:
+    """Seconds of stage time that ran beside another stage (`train.concurrent`): the sum of the
+    stages' wall times less the time covered by at least one of them."""
+    spans = sorted((r["started"], r["finished"]) for r in stages.values() if r.get("finished"))
+    covered, end = 0.0, float("-inf")
+    for start, finish in spans:
+        covered += max(0.0, finish - max(start, end))
+        end = max(end, finish)
+    return sum(finish - start for start, finish in spans) - covered
+
+
 def table(run: Path, run_wall: float | None = None) -> list[dict]:
+    """One row per stage, then `total`: the stages' own seconds summed (more than the run's wall
+    time when trainings ran side by side; see `overlap`)."""
     stages = json.loads((run / "manifest.json").read_text())["stages"]
     rows = []
     for name, rec in stages.items():
         wall, info = rec.get("seconds") or 0.0, rec.get("info", {})
         rows.append(row(name, wall, *split_stage(name, info, wall)))
     if run_wall is not None:  # interpreter start, imports and preflight, before the first stage
-        rows.insert(0, row("start + preflight", run_wall - sum(r["wall_s"] for r in rows), 0.0, 0.0))
+        rows.insert(0, row("start + preflight", run_wall - sum(r["wall_s"] for r in rows) + overlap(stages), 0.0, 0.0))
     rows.append(row("total", *(sum(r[k] for r in rows) for k in ("wall_s", "model_s", "startup_s"))))
     return rows
 
@@ -78,13 +91,17 @@ def main() -> None:
                        check=True, cwd=ROOT)
         run_wall = time.perf_counter() - t0
     rows = table(run, run_wall)
+    side_by_side = overlap(json.loads((run / "manifest.json").read_text())["stages"])
     print(f"{'stage':<18}{'wall s':>8}{'model s':>9}{'start-up s':>12}{'ours s':>8}{'ours':>7}")
     for r in rows:
         print(f"{r['stage']:<18}{r['wall_s']:>8.1f}{r['model_s']:>9.1f}{r['startup_s']:>12.1f}{r['ours_s']:>8.1f}"
               f"{r['ours_share']:>7.0%}")
+    print(f"stage seconds that ran side by side (train.concurrent): {side_by_side:.1f}"
+          + ("" if run_wall is None else f"; the whole run: {run_wall:.1f} s"))
     out = {"command": " ".join(["python", "bench/pipeline_stages.py", *sys.argv[1:]]), "run_dir": str(run),
            "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU", "load_average_at_start": load,
-           "run_wall_s": None if run_wall is None else round(run_wall, 1), "rows": rows}
+           "run_wall_s": None if run_wall is None else round(run_wall, 1),
+           "side_by_side_s": round(side_by_side, 1), "rows": rows}
     (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
     (ROOT / "bench" / "results" / "pipeline_stages.json").write_text(json.dumps(out, indent=2) + "\n")
 

@@ -10,9 +10,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 SECRET_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY")
+# The children run_logged is reading now, from any thread: stop_all() ends them when the
+# main thread is interrupted while other threads wait on theirs (pipeline/side_by_side.py).
+_RUNNING: set[subprocess.Popen] = set()
+_SHARE = threading.local()  # how many tools run side by side with the current thread's (sharing_cores)
 
 
 class StageFailed(Exception):
@@ -45,8 +51,23 @@ def tool_env(offline: bool, wandb: bool = False, extra: dict | None = None) -> d
         env["TRANSFORMERS_OFFLINE"] = "1"
     if not wandb:
         env["WANDB_MODE"] = "disabled"
+    side_by_side = getattr(_SHARE, "n", 1)
+    if side_by_side > 1 and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // side_by_side))
     env.update(extra or {})
     return env
+
+
+@contextmanager
+def sharing_cores(n: int):
+    """Within it, tool_env gives this thread's tools an n-th of the machine's cores each
+    (OMP_NUM_THREADS, unless already set): n trainings side by side, each with torch's default of
+    a thread per core, fight for the cores (5x slower on 2 cores, bench/README.md §4)."""
+    _SHARE.n = n
+    try:
+        yield
+    finally:
+        _SHARE.n = 1
 
 
 def stop(proc: subprocess.Popen, grace: float) -> int:
@@ -60,6 +81,17 @@ def stop(proc: subprocess.Popen, grace: float) -> int:
         return proc.wait()
 
 
+def stop_all(grace: float) -> None:
+    """`stop` every child that run_logged is reading now, all signalled at once; their readers
+    then see them end."""
+    procs = list(_RUNNING)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        stop(proc, grace)
+
+
 def run_logged(cmd: list[str], log_path: Path, env: dict, cwd: Path | None = None, echo: bool = True) -> None:
     """Run `cmd`, appending its merged output (secrets masked) to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,6 +100,7 @@ def run_logged(cmd: list[str], log_path: Path, env: dict, cwd: Path | None = Non
         log.flush()
         proc = subprocess.Popen(tied_to_parent(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 env=env, cwd=cwd, text=True, errors="replace", bufsize=1)
+        _RUNNING.add(proc)
         try:
             for line in proc.stdout:
                 line = redact(line)
@@ -78,5 +111,7 @@ def run_logged(cmd: list[str], log_path: Path, env: dict, cwd: Path | None = Non
         except BaseException:  # interrupted: SIGTERM lets a launcher stop its ranks
             stop(proc, grace=30)
             raise
+        finally:
+            _RUNNING.discard(proc)
     if rc != 0:
         raise StageFailed(f"{cmd[0]} exited with status {rc}; see {log_path}")

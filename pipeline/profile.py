@@ -71,6 +71,10 @@ class TaskData(Section):
 
 class Train(Section):
     gpus: int = Field(1, ge=1)
+    # Independent trainings at once (stage 2 beside the baseline, an experiment's arms), each with
+    # an equal share of the CPU cores (pipeline/side_by_side.py). On a CPU they overlap their
+    # single-threaded start-up; on GPUs they would share the same card(s).
+    concurrent: int = Field(1, ge=1)
     distributed: Optional[str] = None
     wandb_project: Optional[str] = None
     target_hardware: Optional[dict[str, Any]] = None

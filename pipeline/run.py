@@ -14,6 +14,7 @@ from pipeline.config import RunContext
 from pipeline.io import DataError, move_aside
 from pipeline.manifest import Manifest, RunLock, environment, fingerprint, file_hash
 from pipeline.prompts import template_paths
+from pipeline.side_by_side import run_side_by_side
 from pipeline.stages import STAGES, shard_summary
 
 ORDER = list(STAGES)
@@ -89,8 +90,30 @@ def check_dependencies(ctx: RunContext, names: list[str], manifests: tuple[Manif
                                 f"(or `{ctx.command('all')}`) first")
 
 
+def upstream(name: str) -> set[str]:
+    """Every stage `name` depends on, directly or through others."""
+    deps = set(STAGES[name].deps)
+    for dep in STAGES[name].deps:
+        deps |= upstream(dep)
+    return deps
+
+
+def side_by_side_groups(names: list[str], width: int) -> list[list[str]]:
+    """`names` (in ORDER) cut into what run_stages runs together: consecutive trainings that do not
+    depend on one another, at most `width` per group (train.concurrent); every other stage alone."""
+    groups: list[list[str]] = []
+    for name in names:
+        last = groups[-1] if groups else []
+        if 0 < len(last) < width and all(STAGES[m].trains and m not in upstream(name) for m in [*last, name]):
+            last.append(name)
+        else:
+            groups.append([name])
+    return groups
+
+
 def run_stages(ctx: RunContext, names: list[str], force: set[str] = frozenset(), shard: str | None = None) -> None:
-    """Run `names` in order; `shard` ("i/N", generate only) runs one machine's share of generate."""
+    """Run `names` in order; `shard` ("i/N", generate only) runs one machine's share of generate.
+    Independent trainings run side by side when the profile's `train.concurrent` allows."""
     if shard and list(names) != ["generate"]:
         raise DataError(f"--shard {shard} applies to the generate stage only")
     with RunLock(ctx.run_dir):
@@ -98,30 +121,42 @@ def run_stages(ctx: RunContext, names: list[str], force: set[str] = frozenset(),
         shared = Manifest(ctx.home / "manifest.json") if ctx.shared_dir else manifest
         _record_run(ctx, manifest)
         fps = fingerprints(ctx)
-        for name in [n for n in ORDER if n in names]:
-            if ctx.shared_dir and name in SHARED:
-                raise DataError(f"{ctx.run_dir}: a replicate runs no {name!r}; its data engine lives in {ctx.shared_dir}")
-            st, rec = STAGES[name], record_name(name, shard)
-            check_dependencies(ctx, [name], (manifest, shared), fps)
-            if name not in force and manifest.is_fresh(rec, fps[name], outputs(ctx, name, shard)):
-                again = ctx.command("all", "--from", name) if len(names) > 1 else ctx.command(name, "--force")
-                print(f"[{rec}] up to date, skipped (to rerun it: {again})")
-                continue
-            # whose work the partial state is: shards and the merge of generate share generations/
-            written = manifest.data.setdefault("state", {})
-            old = written.get(name) or manifest.stage(name).get("fingerprint")
-            if name in force or (old and old != fps[name]):
-                _move_aside(ctx, st.state(ctx), old or "forced")
-            written[name] = fps[name]
-            manifest.start(rec, fps[name])  # recorded before it is announced: a kill after the line finds it
-            print(f"[{rec}] running")
-            try:
-                info = st.run(ctx, shard=shard) if shard else st.run(ctx)
-            except BaseException as e:
-                manifest.fail(rec, f"{type(e).__name__}: {e}")
-                raise
-            manifest.finish(rec, outputs(ctx, name, shard), info)
-            print(f"[{rec}] done in {manifest.stage(rec)['seconds']:.1f}s")
+        for group in side_by_side_groups([n for n in ORDER if n in names], ctx.profile["train"]["concurrent"]):
+            todo = []
+            for name in group:
+                if ctx.shared_dir and name in SHARED:
+                    raise DataError(f"{ctx.run_dir}: a replicate runs no {name!r}; its data engine lives in "
+                                    f"{ctx.shared_dir}")
+                rec = record_name(name, shard)
+                check_dependencies(ctx, [name], (manifest, shared), fps)
+                if name not in force and manifest.is_fresh(rec, fps[name], outputs(ctx, name, shard)):
+                    again = ctx.command("all", "--from", name) if len(names) > 1 else ctx.command(name, "--force")
+                    print(f"[{rec}] up to date, skipped (to rerun it: {again})")
+                    continue
+                # whose work the partial state is: shards and the merge of generate share generations/
+                written = manifest.data.setdefault("state", {})
+                old = written.get(name) or manifest.stage(name).get("fingerprint")
+                if name in force or (old and old != fps[name]):
+                    _move_aside(ctx, STAGES[name].state(ctx), old or "forced")
+                written[name] = fps[name]
+                todo.append(name)
+            for name in todo:
+                manifest.start(record_name(name, shard), fps[name])  # recorded before it is announced: a kill
+                print(f"[{record_name(name, shard)}] running")         # after the line finds it
+
+            def ended(i: int, info: dict, error: BaseException | None, todo=todo) -> None:
+                rec = record_name(todo[i], shard)
+                if error is not None:
+                    manifest.fail(rec, f"{type(error).__name__}: {error}")
+                    return
+                manifest.finish(rec, outputs(ctx, todo[i], shard), info)
+                print(f"[{rec}] done in {manifest.stage(rec)['seconds']:.1f}s")
+
+            run_side_by_side([_stage_job(ctx, name, shard) for name in todo], len(todo), ended)
+
+
+def _stage_job(ctx: RunContext, name: str, shard: str | None):
+    return (lambda: STAGES[name].run(ctx, shard=shard)) if shard else (lambda: STAGES[name].run(ctx))
 
 
 def run_replicates(ctx: RunContext, names: list[str], force: set[str], seeds: list[int]) -> None:

@@ -302,6 +302,7 @@ class Stage:
     config: Callable[[RunContext], object]      # what fingerprints the stage besides its deps
     outputs: Callable[[RunContext], list[Path]]
     state: Callable[[RunContext], list[Path]] = lambda ctx: []  # partial work a rerun resumes from
+    trains: bool = False  # an Axolotl training: independent ones may run side by side (train.concurrent)
 
 
 def _data_files(ctx: RunContext) -> list[Path]:
@@ -311,8 +312,10 @@ def _data_files(ctx: RunContext) -> list[Path]:
 
 
 def _train_config(which: str):
-    """The profile's training settings that reach this model (not the other models' sections)."""
-    return lambda ctx: [{k: v for k, v in ctx.profile["train"].items() if k not in TRAINED_MODELS or k == which},
+    """The profile's training settings that reach this model (not the other models' sections, nor
+    `concurrent`: how many trainings run at once changes no weight)."""
+    return lambda ctx: [{k: v for k, v in ctx.profile["train"].items()
+                         if (k not in TRAINED_MODELS or k == which) and k != "concurrent"},
                         AXOLOTL_CONFIGS_DIR / f"{which}.yml", prompts.template_file(ctx.chat_template),
                         *([ctx.seed] if ctx.seed is not None and which != "stage1" else [])]
 
@@ -329,7 +332,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
                        str(ctx.data_dir) if ctx.data_dir else None],
           lambda ctx: [ctx.task_split("train"), ctx.task_split("test"), *([] if prompted(ctx) else [ctx.train_set("stage1")])]),
     Stage("train-stage1", train_stage1, ("prepare",), _train_config("stage1"),
-          lambda ctx: [] if prompted(ctx) else [ctx.model_dir("stage1") / "config.json"], _train_state("stage1")),
+          lambda ctx: [] if prompted(ctx) else [ctx.model_dir("stage1") / "config.json"], _train_state("stage1"),
+          trains=True),
     Stage("generate", generate, ("prepare", "train-stage1"),
           lambda ctx: [{k: v for k, v in ctx.profile["generation"].items() if k not in ("backend", "worker_env")},
                        ctx.profile["qc"], *([prompts.template_file(prompts.PROMPTED_REASONING)] if prompted(ctx) else [])],
@@ -338,9 +342,9 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
     Stage("build-stage2", build_stage2, ("generate",), lambda ctx: prompts.template_paths(ctx.task, ctx.chat_template),
           lambda ctx: [ctx.train_set("stage2"), ctx.train_set("baseline")]),
     Stage("train-stage2", train_stage2, ("build-stage2",), _train_config("stage2"),
-          lambda ctx: [ctx.model_dir("stage2") / "config.json"], _train_state("stage2")),
+          lambda ctx: [ctx.model_dir("stage2") / "config.json"], _train_state("stage2"), trains=True),
     Stage("train-baseline", train_baseline, ("build-stage2",), _train_config("baseline"),
-          lambda ctx: [ctx.model_dir("baseline") / "config.json"], _train_state("baseline")),
+          lambda ctx: [ctx.model_dir("baseline") / "config.json"], _train_state("baseline"), trains=True),
     Stage("predict", predict, ("train-stage2", "train-baseline"), lambda ctx: ctx.profile["predict"],
           lambda ctx: [ctx.predictions("baseline"), ctx.predictions("reasoning")],
           lambda ctx: [ctx.run_dir / "predictions" / f".work-{m}" for m in MODEL_DIRS]),

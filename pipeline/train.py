@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -203,31 +204,41 @@ def resume_point(ctx: RunContext, which: str) -> str | None:
     return complete[-1].name if complete else None
 
 
+# The in-process parts of trainings that run side by side (pipeline/side_by_side.py) take turns:
+# they import Axolotl and datasets, and may build the shared base-model folder.
+_IN_PROCESS = threading.Lock()
+
+
 def run_training(ctx: RunContext, which: str, echo: bool = False) -> dict:
     """Train one model (resuming from its last complete checkpoint); returns what the manifest
     records (config, log, losses, drops, and the seconds spent here rather than in Axolotl)."""
     from pipeline.base_model import ensure_base_model
 
-    t0 = time.perf_counter()
-    ensure_base_model(ctx.profile)
-    config_path = write_config(ctx, which)
-    resumed_from = resume_point(ctx, which)
-    if resumed_from:
-        print(f"  resuming {which} from {resumed_from}")
-    log_path = ctx.log(which)
-    gpus = ctx.gpus or ctx.profile["train"].get("gpus", 1)
-    env = tool_env(offline=ctx.profile["offline"], wandb=bool(ctx.profile["train"].get("wandb_project")))
-    ours = time.perf_counter() - t0
+    train = ctx.profile["train"]
+    with _IN_PROCESS:
+        t0 = time.perf_counter()
+        ensure_base_model(ctx.profile)
+        config_path = write_config(ctx, which)
+        resumed_from = resume_point(ctx, which)
+        if resumed_from:
+            print(f"  resuming {which} from {resumed_from}")
+        log_path = ctx.log(which)
+        gpus = ctx.gpus or train.get("gpus", 1)
+        env = tool_env(offline=ctx.profile["offline"], wandb=bool(train.get("wandb_project")))
+        ours = time.perf_counter() - t0
     run_logged(train_command(config_path, gpus), log_path, env, cwd=ctx.run_dir, echo=echo)
-    t1 = time.perf_counter()
-    rows = read_jsonl(ctx.train_set(which))
-    cfg = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    counts = prepared_counts(ctx, which)
-    kept = counts["rows_trained"]
-    losses = parse_losses(log_path.read_text(encoding="utf-8", errors="replace"))
+    with _IN_PROCESS:
+        t1 = time.perf_counter()
+        rows = read_jsonl(ctx.train_set(which))
+        cfg = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        counts = prepared_counts(ctx, which)
+        kept = counts["rows_trained"]
+        losses = parse_losses(log_path.read_text(encoding="utf-8", errors="replace"))
+        ours += time.perf_counter() - t1
     return {"config": str(config_path), "log": str(log_path), "model_dir": str(ctx.model_dir(which)),
-            "gpus": gpus, "resumed_from": resumed_from, "rows_in": len(rows), "ids_sha256": ids_digest(r["id"] for r in rows),
+            "gpus": gpus, "cpu_threads": env.get("OMP_NUM_THREADS"), "resumed_from": resumed_from, "rows_in": len(rows),
+            "ids_sha256": ids_digest(r["id"] for r in rows),
             "rows_dropped": None if kept is None else len(rows) - kept, **counts, **final_state(ctx, which),
             "examples_per_step": cfg["micro_batch_size"] * cfg.get("gradient_accumulation_steps", 1) * gpus,
             "sample_packing": bool(cfg.get("sample_packing")), "seed": cfg.get("seed"), **losses,
-            "orchestrator_s": round(ours + time.perf_counter() - t1, 3)}
+            "orchestrator_s": round(ours, 3)}

@@ -238,9 +238,10 @@ def test_tiny_profile_changes_only_the_allowed_keys(tmp_path):
     assert changed == TINY_ALLOWED_CHANGES
 
 
-def test_tiny_profile_touches_train_only_through_axolotl_overrides_and_hardware():
+def test_tiny_profile_touches_train_only_through_axolotl_overrides_hardware_and_concurrency():
     paper, tiny = load_profile("paper")["train"], load_profile("tiny")["train"]
-    assert {k for k in paper.keys() | tiny.keys() if paper.get(k) != tiny.get(k)} == {"axolotl", "target_hardware"}
+    assert {k for k in paper.keys() | tiny.keys() if paper.get(k) != tiny.get(k)} == \
+        {"axolotl", "target_hardware", "concurrent"}
     assert set(tiny["axolotl"]) <= TINY_ALLOWED_CHANGES
 
 

@@ -74,6 +74,18 @@ def test_demo_trains_both_models_on_the_same_ids_steps_and_examples_per_step(tin
     assert "optimizer_steps" in table and str(info["stage2"]["optimizer_steps"]) in table
 
 
+def test_demo_trains_both_models_side_by_side_with_the_same_settings(tiny_run):
+    """The tiny profile's `train.concurrent: 2`: the two trainings overlapped, each with half of the
+    machine's cores, so neither ran with more than the other."""
+    import os
+
+    stages = read_json(tiny_run / "manifest.json")["stages"]
+    s2, base = stages["train-stage2"], stages["train-baseline"]
+    assert s2["started"] < base["finished"] and base["started"] < s2["finished"]
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, len(os.sched_getaffinity(0)) // 2))
+    assert s2["info"]["cpu_threads"] == base["info"]["cpu_threads"] == threads
+
+
 def test_axolotl_sees_the_same_rows_in_the_same_order_for_both(tiny_run):
     """The prepared datasets (what Axolotl trains on, order included) hold the same user turns."""
     from datasets import load_from_disk

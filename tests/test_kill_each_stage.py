@@ -6,9 +6,10 @@ writes a shard every 8 requests, so that every stage has work in flight to inter
 Each stage is interrupted in turn, always by a signal to `orchestrate.py` alone (not its
 process group, which is the harder case: its children must not outlive it), while its
 work is in flight: SIGKILL (a crash or the OOM killer), SIGTERM (`kill PID`, a scheduler's
-preemption) or SIGINT (Ctrl-C). Training stages are killed after their first complete
-checkpoint, so the rerun must resume from it; generate and predict after their first
-shard, so the rerun must skip the finished ids. Then the run must finish with the same
+preemption) or SIGINT (Ctrl-C). Training stages are killed once they have written a complete
+checkpoint, so the rerun must resume from it; generate and predict once they have written a
+shard, so the rerun must skip the finished ids. Stage 2 and the baseline train side by side
+(the tiny profile's `train.concurrent`), so a kill in one interrupts both. Then the run must finish with the same
 data files, reasonings, weights of all three models, predictions and metrics as the
 uninterrupted run: generation uses per-request seeds and greedy prediction, and training
 resumes with the Trainer's saved optimizer, scheduler and RNG state.
@@ -46,12 +47,14 @@ PLAN = [
 TRAINED = {"train-stage1": "stage1", "train-stage2": "stage2", "train-baseline": "baseline"}
 
 
-def work_on_disk(run: Path, stage: str) -> bool:
+def work_on_disk(run: Path, stage: str) -> int:
+    """The step of a training's last complete checkpoint; the shards of generate or predict."""
     if stage in TRAINED:
-        return any((c / "trainer_state.json").exists() for c in (run / "models" / TRAINED[stage]).glob("checkpoint-*"))
+        return max((int(c.name.rsplit("-", 1)[1]) for c in (run / "models" / TRAINED[stage]).glob("checkpoint-*")
+                     if (c / "trainer_state.json").exists()), default=0)
     shards = {"generate": run / "generations" / "attempt-0" / "shards",
               "predict": run / "predictions" / ".work-baseline" / "shards"}[stage]
-    return bool(ShardStore(shards).shards())
+    return len(ShardStore(shards).shards())
 
 
 def all_command(task_dir: Path, run: Path) -> list[str]:
@@ -68,7 +71,8 @@ def as_from_a_terminal() -> None:
 
 
 def interrupt(command: list[str], run: Path, stage: str, sig: int, when: str) -> tuple[int, str, list[psutil.Process]]:
-    """`command` (`orchestrate.py all`) until `stage` is under way, then `sig` to that process alone."""
+    """`command` (`orchestrate.py all`) until `stage` is under way, then `sig` to that process alone:
+    at its start line, or once it has written a checkpoint or shard more than it found."""
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=as_from_a_terminal)
     lines: list[str] = []
@@ -79,12 +83,16 @@ def interrupt(command: list[str], run: Path, stage: str, sig: int, when: str) ->
         children.extend(psutil.Process(proc.pid).children(recursive=True))
         proc.send_signal(sig)
 
+    before = []  # the work on disk when the stage started: the baseline trains beside stage 2 (train.concurrent)
+
     def read() -> None:
         for line in proc.stdout:
             lines.append(line)
             if line.startswith(f"[{stage}] running") and not started.is_set():
                 if when == "start":
                     kill()
+                else:
+                    before.append(work_on_disk(run, stage))
                 started.set()
 
     reader = threading.Thread(target=read, daemon=True)
@@ -93,7 +101,7 @@ def interrupt(command: list[str], run: Path, stage: str, sig: int, when: str) ->
         assert started.wait(timeout=900), f"[{stage}] never started:\n{''.join(lines[-40:])}"
         if when == "progress":
             deadline = time.time() + 600
-            while not work_on_disk(run, stage):
+            while work_on_disk(run, stage) <= before[0]:
                 assert proc.poll() is None, f"run ended before {stage} wrote work to disk:\n{''.join(lines[-40:])}"
                 assert time.time() < deadline, f"{stage}: no checkpoint or shard after 600 s"
                 time.sleep(0.05)

@@ -106,7 +106,7 @@ def test_rerun_skips_every_finished_stage(tiny_run):
 def test_bench_table_splits_every_stage_into_model_start_up_and_ours(tiny_run):
     """bench/pipeline_stages.py reads what the stages record (train_runtime, engine start and
     generation seconds, the orchestrator's own seconds), and they fit inside each stage's wall time."""
-    from bench.pipeline_stages import table
+    from bench.pipeline_stages import overlap, table
 
     rows = {r["stage"]: r for r in table(Path(tiny_run))}
     assert list(rows) == [*_manifest(tiny_run)["stages"], "total"]
@@ -114,3 +114,5 @@ def test_bench_table_splits_every_stage_into_model_start_up_and_ours(tiny_run):
         assert rows[stage]["model_s"] > 0 and rows[stage]["startup_s"] > 0, rows[stage]
         assert rows[stage]["ours_s"] >= -0.1, rows[stage]  # measured parts never exceed the wall time
     assert 0 < rows["total"]["ours_share"] < 1
+    side_by_side = overlap(_manifest(tiny_run)["stages"])  # stage 2 beside the baseline (train.concurrent)
+    assert 0 < side_by_side <= min(rows["train-stage2"]["wall_s"], rows["train-baseline"]["wall_s"]) + 0.1

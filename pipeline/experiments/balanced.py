@@ -61,8 +61,8 @@ def run(lab: Lab) -> dict:
                        "stage-2 training set", seed)
     test = _per_class(lab.test_split, labels, lab.own.get("test_per_class"), "test_per_class", "test split", seed)
     ids = {r["id"] for r in train}
-    arms = [lab.train("baseline", [r for r in baseline if r["id"] in ids], "baseline"),
-            lab.train("stage2", [r for r in stage2 if r["id"] in ids], "reasoning")]
+    arms = lab.train_all([dict(which="baseline", rows=[r for r in baseline if r["id"] in ids], arm="baseline"),
+                          dict(which="stage2", rows=[r for r in stage2 if r["id"] in ids], arm="reasoning")])
     with lab.session() as session:
         preds = {arm["arm"]: lab.predict(session, arm["arm"], arm["model_dir"], test, arm["arm"]) for arm in arms}
     return {"train_per_class": len(train) // len(labels), "test_per_class": len(test) // len(labels),

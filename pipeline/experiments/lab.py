@@ -136,6 +136,14 @@ class Lab:
         return {"arm": arm, "model": which, "model_dir": str(arm_ctx.model_dir(which)), "main_model": False,
                 **read_json(done)}
 
+    def train_all(self, arms: list[dict]) -> list[dict]:
+        """`train(**arm)` for each of `arms`, `train.concurrent` at once (pipeline/side_by_side.py);
+        their records in the order of `arms`."""
+        from pipeline.side_by_side import run_side_by_side
+
+        return run_side_by_side([lambda arm=arm: self.train(**arm) for arm in arms],
+                                self.ctx.profile["train"]["concurrent"])
+
     def _main_training(self, which: str) -> dict:
         from pipeline.manifest import Manifest
 

@@ -150,7 +150,7 @@ def run(lab: Lab) -> dict:
         sets["extra_reasonings"], rare = _extra_reasonings(lab, plain)
     if "balanced_sampling" in lab.own["arms"]:
         sets["balanced_sampling"] = _balanced_sampling(lab, plain)
-    arms = [lab.train("stage2", rows, name, extra=steps) for name, rows in sets.items()]
+    arms = lab.train_all([dict(which="stage2", rows=rows, arm=name, extra=steps) for name, rows in sets.items()])
     test = lab.test_rows()
     with lab.session() as session:
         preds = {a["arm"]: lab.predict(session, "reasoning", a["model_dir"], test, a["arm"]) for a in arms}

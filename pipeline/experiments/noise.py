@@ -49,7 +49,7 @@ def run(lab: Lab) -> dict:
     ids = [r["id"] for r in lab.main_set("stage2")]
     rows = [{"id": i, "label": by_id[i]["label"]} for i in ids]
     test = lab.test_rows()
-    arms, swaps = [], {}
+    sets, swaps = [], {}
     for f in fractions:
         try:
             swap = inject_noise(rows, f, seed)
@@ -57,8 +57,9 @@ def run(lab: Lab) -> dict:
             raise DataError(f"experiments.noise: {e}") from None
         train = [lab.stage2_row(i, by_id[i], lab.reasonings[swap.get(i, i)]["reasoning"])
                  for i in ids]
-        arms.append(lab.train("stage2", train, f"fraction {f:g}"))
+        sets.append(dict(which="stage2", rows=train, arm=f"fraction {f:g}"))
         swaps[f] = swap
+    arms = lab.train_all(sets)
     with lab.session() as session:
         preds = [lab.predict(session, "reasoning", arm["model_dir"], test, f"fraction-{f:g}")
                  for f, arm in zip(fractions, arms)]
