@@ -107,6 +107,9 @@ class Generation(Section):
     enforce_eager: bool = False
     batch_size: int = Field(64, ge=1)     # transformers backend only
     worker_env: dict[str, str | int | float] = {}
+    # Start generate's and predict's vLLM worker while the stage before them runs (one replica),
+    # so that its imports overlap that stage: a CPU run's start-up (tried on CPUs only)
+    prestart: bool = False
 
 
 class QC(Section):

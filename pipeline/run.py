@@ -121,7 +121,8 @@ def run_stages(ctx: RunContext, names: list[str], force: set[str] = frozenset(),
         shared = Manifest(ctx.home / "manifest.json") if ctx.shared_dir else manifest
         _record_run(ctx, manifest)
         fps = fingerprints(ctx)
-        for group in side_by_side_groups([n for n in ORDER if n in names], ctx.profile["train"]["concurrent"]):
+        groups = side_by_side_groups([n for n in ORDER if n in names], ctx.profile["train"]["concurrent"])
+        for g, group in enumerate(groups):
             todo = []
             for name in group:
                 if ctx.shared_dir and name in SHARED:
@@ -152,6 +153,10 @@ def run_stages(ctx: RunContext, names: list[str], force: set[str] = frozenset(),
                 manifest.finish(rec, outputs(ctx, todo[i], shard), info)
                 print(f"[{rec}] done in {manifest.stage(rec)['seconds']:.1f}s")
 
+            after = groups[g + 1][0] if g + 1 < len(groups) else None
+            if todo and after and STAGES[after].prestart and not shard and \
+                    (after in force or not manifest.is_fresh(after, fps[after], outputs(ctx, after, None))):
+                STAGES[after].prestart(ctx)  # e.g. generate's vLLM worker imports while stage 1 trains
             run_side_by_side([_stage_job(ctx, name, shard) for name in todo], len(todo), ended)
 
 

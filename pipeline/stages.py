@@ -16,6 +16,7 @@ from pipeline import prompts
 from pipeline.config import AXOLOTL_CONFIGS_DIR, TRAINED_MODELS, RunContext
 from pipeline.data import describe_source, load_reasoning_set, load_task_splits, overlap_note, train_test_overlap
 from pipeline.generation.job import GenerationJob, engine_config
+from pipeline.generation import launch
 from pipeline.generation.launch import GenerationSession, resolve_backend
 from pipeline.generation.runner import parse_shard, select_shard
 from pipeline.generation.shards import ShardStore
@@ -95,11 +96,24 @@ def _request_seed(base: int, attempt: int, example_id: str) -> int:
     return random.Random(f"{base}:{attempt}:{example_id}").randrange(2**31)
 
 
+def _session_args(ctx: RunContext, log_name: str, echo: bool) -> tuple:
+    return (resolve_backend(ctx.generation["backend"]), engine_config(ctx.generation), ctx.log(log_name),
+            ctx.profile["offline"], ctx.generation.get("worker_env"), echo)
+
+
 def open_session(ctx: RunContext, log_name: str, echo: bool = True) -> GenerationSession:
-    """One worker for all jobs of a stage (vLLM start-up is the expensive part);
-    `echo=False` keeps the worker's log off stdout (classify prints JSON there)."""
-    return GenerationSession(resolve_backend(ctx.generation["backend"]), engine_config(ctx.generation),
-                             ctx.log(log_name), ctx.profile["offline"], ctx.generation.get("worker_env"), echo=echo)
+    """One worker for all jobs of a stage (vLLM start-up is the expensive part), the one
+    `prestart_session` started if there is one; `echo=False` keeps the worker's log off stdout
+    (classify prints JSON there)."""
+    return launch.session(*_session_args(ctx, log_name, echo))
+
+
+def prestart_session(log_name: str):
+    """A stage's `prestart` (generation.prestart): its worker, started while the stage before it runs."""
+    def start(ctx: RunContext) -> None:
+        if ctx.generation.get("prestart"):
+            launch.prestart(*_session_args(ctx, log_name, True))
+    return start
 
 
 def shard_summary(ctx: RunContext, shard: str) -> Path:
@@ -303,6 +317,7 @@ class Stage:
     outputs: Callable[[RunContext], list[Path]]
     state: Callable[[RunContext], list[Path]] = lambda ctx: []  # partial work a rerun resumes from
     trains: bool = False  # an Axolotl training: independent ones may run side by side (train.concurrent)
+    prestart: Callable[[RunContext], None] | None = None  # started while the stage before it runs
 
 
 def _data_files(ctx: RunContext) -> list[Path]:
@@ -335,10 +350,11 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
           lambda ctx: [] if prompted(ctx) else [ctx.model_dir("stage1") / "config.json"], _train_state("stage1"),
           trains=True),
     Stage("generate", generate, ("prepare", "train-stage1"),
-          lambda ctx: [{k: v for k, v in ctx.profile["generation"].items() if k not in ("backend", "worker_env")},
+          lambda ctx: [{k: v for k, v in ctx.profile["generation"].items()
+                        if k not in ("backend", "worker_env", "prestart")},
                        ctx.profile["qc"], *([prompts.template_file(prompts.PROMPTED_REASONING)] if prompted(ctx) else [])],
           lambda ctx: [ctx.generations / "reasonings.jsonl", ctx.generations / "generation_stats.json"],
-          lambda ctx: [ctx.generations]),
+          lambda ctx: [ctx.generations], prestart=prestart_session("generate")),
     Stage("build-stage2", build_stage2, ("generate",), lambda ctx: prompts.template_paths(ctx.task, ctx.chat_template),
           lambda ctx: [ctx.train_set("stage2"), ctx.train_set("baseline")]),
     Stage("train-stage2", train_stage2, ("build-stage2",), _train_config("stage2"),
@@ -347,7 +363,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
           lambda ctx: [ctx.model_dir("baseline") / "config.json"], _train_state("baseline"), trains=True),
     Stage("predict", predict, ("train-stage2", "train-baseline"), lambda ctx: ctx.profile["predict"],
           lambda ctx: [ctx.predictions("baseline"), ctx.predictions("reasoning")],
-          lambda ctx: [ctx.run_dir / "predictions" / f".work-{m}" for m in MODEL_DIRS]),
+          lambda ctx: [ctx.run_dir / "predictions" / f".work-{m}" for m in MODEL_DIRS],
+          prestart=prestart_session("predict")),
     Stage("evaluate", evaluate, ("predict",), lambda ctx: ctx.task.paper_reference,
           lambda ctx: [ctx.run_dir / "metrics.json", ctx.run_dir / "report.md"]),
 ]}

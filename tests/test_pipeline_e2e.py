@@ -96,6 +96,9 @@ def test_generation_used_vllm_when_its_environment_exists(tiny_run):
     rows = read_jsonl(tiny_run / "generations/reasonings.jsonl")
     assert {r["backend"] for r in rows} == {expected} and all(r["backend_version"] for r in rows)
     assert all("Label:" not in r["reasoning"] for r in rows)
+    if expected == "vllm":  # generation.prestart: the worker imported vLLM while stage 1 trained
+        started = manifest["generate"]["info"]["rounds"][0]["worker_started_at"]
+        assert manifest["train-stage1"]["started"] < started < manifest["generate"]["started"]
 
 
 def test_rerun_skips_every_finished_stage(tiny_run):

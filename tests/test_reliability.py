@@ -13,16 +13,18 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from pipeline import prompts
 from pipeline.config import RunContext, TaskSpec, load_profile
 from pipeline.generation.job import GenerationJob
-from pipeline.generation.launch import sub_shard
+from pipeline.generation.launch import sub_shard, vllm_python
 from pipeline.generation.runner import select_shard
 from pipeline.generation.shards import ShardStore
 from pipeline.io import DataError, read_jsonl
 from pipeline.manifest import Manifest, RunLock
+from tests.conftest import survivors
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS = {"HF_TOKEN": "hf_secretvalue123", "HUGGING_FACE_HUB_TOKEN": "hf_othersecret456",
@@ -222,10 +224,6 @@ def test_lock_of_a_killed_process_is_released(tmp_path):
 
 def test_a_child_dies_with_its_killed_parent():
     """An orphaned trainer or worker would keep writing into a run directory a rerun owns."""
-    import psutil
-
-    from tests.conftest import survivors
-
     parent = subprocess.Popen([sys.executable, "-c", "import subprocess, time; from pipeline.procs import tied_to_parent\n"
                                "tied = subprocess.Popen(tied_to_parent(['sleep', '300']))\n"
                                "plain = subprocess.Popen(['sleep', '300'])\n"
@@ -352,3 +350,29 @@ def test_secrets_never_reach_the_run_dir(prepared, tmp_path, monkeypatch, capsys
     assert leaks == []
     assert {"manifest.json", "configs/stage1.yml", "logs/secret-check.log"} <= {
         str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file()}
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(vllm_python() is None, reason="no vLLM environment (.venv-vllm or VLLM_PYTHON)")
+def test_a_prestarted_worker_is_adopted_once_or_stopped_when_the_orchestrator_exits(tmp_path):
+    """generation.prestart: the session a stage opens is the one started for it (same arguments),
+    once; a prestarted worker that no stage adopted ends with the process that started it."""
+    from pipeline.generation import launch
+
+    args = ("vllm", {"dtype": "float32"}, tmp_path / "generate.log", True, {"VLLM_CPU_KVCACHE_SPACE": "1"})
+    launch.prestart(*args)
+    ahead = launch._PRESTARTED[launch.GenerationSession(*args).key()]
+    try:
+        assert launch.session(*args) is ahead and ahead.procs and ahead.procs[0].poll() is None
+        assert launch.session(*args) is not ahead  # adopted once
+        assert launch.session(*args[:-1], {"VLLM_CPU_KVCACHE_SPACE": "2"}) is not ahead
+    finally:
+        ahead.__exit__(KeyboardInterrupt, None, None)
+    assert ahead.procs[0].poll() is not None
+    script = ("import sys; from pathlib import Path; from pipeline.generation import launch; "
+              f"launch.prestart('vllm', {{}}, Path({str(tmp_path / 'p.log')!r}), True); "
+              "print(next(iter(launch._PRESTARTED.values())).procs[0].pid)")
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, text=True, capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    pid = int(out.stdout.split()[-1])
+    assert survivors([psutil.Process(pid)], timeout=60) == [] if psutil.pid_exists(pid) else True

@@ -9,6 +9,8 @@ ROOT/.venv-vllm/bin/python with vllm importable), else transformers.
 """
 from __future__ import annotations
 
+import atexit
+import json
 import os
 import subprocess
 import sys
@@ -61,6 +63,8 @@ def _sum_stats(stats: list[dict]) -> dict:
     total |= {k: sum(s[k] for s in stats) for k in ("requests", "skipped_done", "generated", "output_tokens", "prompt_tokens")}
     total["seconds"] = max(s["seconds"] for s in stats)
     total["engine_start_s"] = max(s["engine_start_s"] for s in stats)  # replicas start side by side
+    if all("worker_started_at" in s for s in stats):
+        total["worker_started_at"] = min(s["worker_started_at"] for s in stats)
     total["output_tokens_per_s"] = total["output_tokens"] / total["seconds"] if total["seconds"] else None
     return total
 
@@ -107,7 +111,12 @@ class GenerationSession:
             self.engine.close()
         self.tmp.cleanup()
 
-    def _start_workers(self) -> None:
+    def key(self) -> str:
+        """What a session opened later must ask for to adopt this one (see `prestart`)."""
+        return json.dumps([self.backend, self.engine_cfg, str(self.log_path), self.offline, self.worker_env,
+                           self.echo], sort_keys=True, default=str)
+
+    def _start_workers(self, preload: bool = False) -> None:
         env = tool_env(self.offline, extra={k: str(v) for k, v in self.worker_env.items()})
         env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"
         tp = int(self.engine_cfg.get("tensor_parallel_size", 1))
@@ -117,7 +126,7 @@ class GenerationSession:
             replica_env = dict(env)
             if self.replicas > 1:
                 replica_env["CUDA_VISIBLE_DEVICES"] = ",".join(str(j * tp + g) for g in range(tp))
-            cmd = [str(vllm_python()), "-m", "pipeline.generation.worker"]
+            cmd = [str(vllm_python()), "-m", "pipeline.generation.worker", *(["--preload"] if preload else [])]
             self.log.write(f"$ {' '.join(cmd)}\n")
             proc = subprocess.Popen(tied_to_parent(cmd), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     env=replica_env, cwd=ROOT, text=True, errors="replace", bufsize=1)
@@ -166,3 +175,32 @@ class GenerationSession:
                 proc.kill()
                 raise StageFailed(f"vLLM worker exited with status {proc.wait()}; see {self.log_path}")
         return _sum_stats([read_json(Path(p)) for p in stats_paths])
+
+
+# Sessions started ahead of the stage that will use them, by key(): adopted by `session`.
+_PRESTARTED: dict[str, GenerationSession] = {}
+
+
+def session(backend: str, engine: dict, log_path: Path, offline: bool, worker_env: dict | None = None,
+            echo: bool = True) -> GenerationSession:
+    """A GenerationSession with these arguments: the one `prestart` started, if any, else a new one."""
+    new = GenerationSession(backend, engine, log_path, offline, worker_env, echo)
+    return _PRESTARTED.pop(new.key(), None) or new
+
+
+def prestart(backend: str, engine: dict, log_path: Path, offline: bool, worker_env: dict | None = None,
+             echo: bool = True) -> None:
+    """Start the vLLM worker of a session that a later stage will open with the same arguments, so
+    that its imports (10-20 s on a CPU) overlap the stage running now. One replica only; a
+    session nobody adopts is stopped when this process exits."""
+    new = GenerationSession(backend, engine, log_path, offline, worker_env, echo)
+    if backend != "vllm" or new.replicas != 1 or new.key() in _PRESTARTED:
+        return
+    new._start_workers(preload=True)
+    _PRESTARTED[new.key()] = new
+
+
+@atexit.register
+def _stop_unused() -> None:
+    while _PRESTARTED:
+        _PRESTARTED.popitem()[1].__exit__(KeyboardInterrupt, None, None)  # stop, do not wait for a job

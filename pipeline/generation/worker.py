@@ -1,12 +1,12 @@
 """A generation worker that keeps one engine alive across jobs (the vLLM environment):
 
-    .venv-vllm/bin/python -m pipeline.generation.worker < job paths, one a line
+    .venv-vllm/bin/python -m pipeline.generation.worker [--preload] < job paths, one a line
 
 Starting a vLLM engine costs far more than a small job, so the data engine's retry
 rounds all reuse one; a job on another model swaps the engine but keeps the process
 and its imports (half of a worker's start-up). Protocol on stdout: `DONE <stats path>`
 per finished job; all logging goes to stderr. vLLM spawns processes, so nothing runs
-at import time.
+at import time. `--preload` imports vLLM before the first job arrives (launch.prestart).
 """
 from __future__ import annotations
 
@@ -38,8 +38,9 @@ def engine_for(job: GenerationJob, engine: Engine | None = None) -> Engine:
     return make_engine(job)
 
 
-def serve(protocol) -> None:
-    """Run each job named on stdin; `DONE <stats path>` on `protocol` after each."""
+def serve(protocol, started_at: float) -> None:
+    """Run each job named on stdin; `DONE <stats path>` on `protocol` after each. `started_at`
+    (this process's start, epoch seconds) goes into every job's stats."""
     from pipeline.generation.runner import run_job
 
     engine = None
@@ -54,7 +55,7 @@ def serve(protocol) -> None:
             engine = engine_for(job, engine)
             started = time.perf_counter() - t0  # vLLM import and engine start (0 when reused)
             stats = {**run_job(job, engine), "engine_start_s": started}
-        atomic_write_json(job.stats_path, stats)
+        atomic_write_json(job.stats_path, {**stats, "worker_started_at": started_at})
         protocol.write(f"DONE {job.stats_path}\n")
         protocol.flush()
 
@@ -90,6 +91,7 @@ def stop_descendants(grace: float = 10.0) -> None:
 
 
 def main() -> None:
+    started_at = time.time()
     # Stopped by the session (or by die_with_parent): exit through Python so that vLLM's
     # finalizers shut its engine-core processes down too. The SystemExit lands wherever
     # vLLM happens to be, and vLLM may turn it into an error of its own while unwinding
@@ -109,7 +111,10 @@ def main() -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     try:
-        serve(protocol)
+        if "--preload" in sys.argv[1:]:  # a session started ahead of its jobs: import vLLM while waiting
+            import vllm  # noqa: F401
+            from vllm import LLM, SamplingParams  # noqa: F401
+        serve(protocol, started_at)
     except BaseException:
         if stopping:
             sys.exit(128 + signal.SIGTERM)
