@@ -376,3 +376,24 @@ def test_a_prestarted_worker_is_adopted_once_or_stopped_when_the_orchestrator_ex
     assert out.returncode == 0, out.stderr[-2000:]
     pid = int(out.stdout.split()[-1])
     assert survivors([psutil.Process(pid)], timeout=60) == [] if psutil.pid_exists(pid) else True
+
+
+def test_a_worker_that_died_before_its_first_job_is_a_stage_failure(tmp_path, monkeypatch):
+    """A prestarted worker may die (a broken vLLM environment) long before its stage writes it a
+    job: the stage fails naming the log, not with a BrokenPipeError."""
+    from pipeline.generation import launch
+    from pipeline.procs import StageFailed
+
+    broken = tmp_path / "python"  # a vLLM environment whose interpreter dies at once
+    broken.write_text("#!/bin/sh\nexit 3\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(launch, "vllm_python", lambda module="vllm": broken)
+    session = launch.GenerationSession("vllm", {}, tmp_path / "generate.log", True)
+    session._start_workers(preload=True)
+    session.procs[0].wait(timeout=60)
+    (tmp_path / "r.jsonl").write_text(json.dumps({"id": "a", "messages": [{"role": "user", "content": "hi"}]}) + "\n")
+    job = GenerationJob(model="m", chat_template="", requests=str(tmp_path / "r.jsonl"),
+                        out_dir=str(tmp_path / "shards"), sampling={})
+    with pytest.raises(StageFailed, match="exited with status 3"):
+        with session:
+            session.run(job)

@@ -94,7 +94,10 @@ class GenerationSession:
     def __exit__(self, exc_type, *exc):
         for p in self.procs:
             if p.stdin:
-                p.stdin.close()  # the end of the job list: a worker exits after its last job
+                try:
+                    p.stdin.close()  # the end of the job list: a worker exits after its last job
+                except BrokenPipeError:  # it is gone already, with an unread job
+                    pass
         for p in self.procs:
             if exc_type is None:
                 try:
@@ -135,6 +138,10 @@ class GenerationSession:
             pump.start()
             self.pumps.append(pump)
 
+    def _died(self, proc: subprocess.Popen) -> None:
+        proc.kill()
+        raise StageFailed(f"vLLM worker exited with status {proc.wait()}; see {self.log_path}")
+
     def _pump(self, stream) -> None:
         for line in stream:
             line = redact(line)
@@ -166,14 +173,16 @@ class GenerationSession:
                               stats_path=str(Path(self.tmp.name) / f"stats-{self.jobs}-{j}.json"))
             job_path = Path(self.tmp.name) / f"job-{self.jobs}-{j}.json"
             sub.save(job_path)
-            proc.stdin.write(f"{job_path}\n")
-            proc.stdin.flush()
+            try:
+                proc.stdin.write(f"{job_path}\n")
+                proc.stdin.flush()
+            except BrokenPipeError:  # it died before its first job (a prestarted worker can)
+                self._died(proc)
             stats_paths.append(sub.stats_path)
         for proc in self.procs:
             reply = proc.stdout.readline()
             if not reply.startswith("DONE"):  # EOF: the worker died
-                proc.kill()
-                raise StageFailed(f"vLLM worker exited with status {proc.wait()}; see {self.log_path}")
+                self._died(proc)
         return _sum_stats([read_json(Path(p)) for p in stats_paths])
 
 
