@@ -54,8 +54,12 @@ def pending(ctx: RunContext, names: list[str], force=frozenset(), shard: str | N
     if unknown:
         raise DataError(f"unknown stage(s) {unknown}; choose from {', '.join(ORDER)}")
     manifest, fps = _read_manifest(ctx), fingerprints(ctx)
-    return [n for n in ORDER if n in names
-            and (n in force or not manifest.is_fresh(record_name(n, shard), fps[n], outputs(ctx, n, shard)))]
+    return [n for n in ORDER if n in names and _due(ctx, manifest, fps, n, force, shard)]
+
+
+def _due(ctx: RunContext, manifest: Manifest, fps: dict[str, str], name: str, force, shard: str | None) -> bool:
+    """Whether stage `name` runs: forced, or not recorded finished with its fingerprint and outputs."""
+    return name in force or not manifest.is_fresh(record_name(name, shard), fps[name], outputs(ctx, name, shard))
 
 
 def record_name(name: str, shard: str | None) -> str:
@@ -130,7 +134,7 @@ def run_stages(ctx: RunContext, names: list[str], force: set[str] = frozenset(),
                                     f"{ctx.shared_dir}")
                 rec = record_name(name, shard)
                 check_dependencies(ctx, [name], (manifest, shared), fps)
-                if name not in force and manifest.is_fresh(rec, fps[name], outputs(ctx, name, shard)):
+                if not _due(ctx, manifest, fps, name, force, shard):
                     again = ctx.command("all", "--from", name) if len(names) > 1 else ctx.command(name, "--force")
                     print(f"[{rec}] up to date, skipped (to rerun it: {again})")
                     continue
@@ -154,8 +158,7 @@ def run_stages(ctx: RunContext, names: list[str], force: set[str] = frozenset(),
                 print(f"[{rec}] done in {manifest.stage(rec)['seconds']:.1f}s")
 
             after = groups[g + 1][0] if g + 1 < len(groups) else None
-            if todo and after and STAGES[after].prestart and not shard and \
-                    (after in force or not manifest.is_fresh(after, fps[after], outputs(ctx, after, None))):
+            if todo and after and STAGES[after].prestart and not shard and _due(ctx, manifest, fps, after, force, None):
                 STAGES[after].prestart(ctx)  # e.g. generate's vLLM worker imports while stage 1 trains
             run_side_by_side([_stage_job(ctx, name, shard) for name in todo], len(todo), ended)
 

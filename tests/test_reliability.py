@@ -361,7 +361,7 @@ def test_a_prestarted_worker_is_adopted_once_or_stopped_when_the_orchestrator_ex
 
     args = ("vllm", {"dtype": "float32"}, tmp_path / "generate.log", True, {"VLLM_CPU_KVCACHE_SPACE": "1"})
     launch.prestart(*args)
-    ahead = launch._PRESTARTED[launch.GenerationSession(*args).key()]
+    ahead = launch._PRESTARTED[launch._key(*args, True)]
     try:
         assert launch.session(*args) is ahead and ahead.procs and ahead.procs[0].poll() is None
         assert launch.session(*args) is not ahead  # adopted once

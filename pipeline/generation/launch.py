@@ -114,11 +114,6 @@ class GenerationSession:
             self.engine.close()
         self.tmp.cleanup()
 
-    def key(self) -> str:
-        """What a session opened later must ask for to adopt this one (see `prestart`)."""
-        return json.dumps([self.backend, self.engine_cfg, str(self.log_path), self.offline, self.worker_env,
-                           self.echo], sort_keys=True, default=str)
-
     def _start_workers(self, preload: bool = False) -> None:
         env = tool_env(self.offline, extra={k: str(v) for k, v in self.worker_env.items()})
         env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"
@@ -190,11 +185,16 @@ class GenerationSession:
 _PRESTARTED: dict[str, GenerationSession] = {}
 
 
+def _key(backend: str, engine: dict, log_path: Path, offline: bool, worker_env: dict | None, echo: bool) -> str:
+    """What a stage's session must ask for to adopt the one `prestart` started: the same arguments."""
+    return json.dumps([backend, engine, str(log_path), offline, worker_env or {}, echo], sort_keys=True, default=str)
+
+
 def session(backend: str, engine: dict, log_path: Path, offline: bool, worker_env: dict | None = None,
             echo: bool = True) -> GenerationSession:
     """A GenerationSession with these arguments: the one `prestart` started, if any, else a new one."""
-    new = GenerationSession(backend, engine, log_path, offline, worker_env, echo)
-    return _PRESTARTED.pop(new.key(), None) or new
+    ahead = _PRESTARTED.pop(_key(backend, engine, log_path, offline, worker_env, echo), None)
+    return ahead or GenerationSession(backend, engine, log_path, offline, worker_env, echo)
 
 
 def prestart(backend: str, engine: dict, log_path: Path, offline: bool, worker_env: dict | None = None,
@@ -202,11 +202,12 @@ def prestart(backend: str, engine: dict, log_path: Path, offline: bool, worker_e
     """Start the vLLM worker of a session that a later stage will open with the same arguments, so
     that its imports (10-20 s on a CPU) overlap the stage running now. One replica only; a
     session nobody adopts is stopped when this process exits."""
-    new = GenerationSession(backend, engine, log_path, offline, worker_env, echo)
-    if backend != "vllm" or new.replicas != 1 or new.key() in _PRESTARTED:
+    key = _key(backend, engine, log_path, offline, worker_env, echo)
+    if backend != "vllm" or int(engine.get("data_parallel_size", 1)) != 1 or key in _PRESTARTED:
         return
-    new._start_workers(preload=True)
-    _PRESTARTED[new.key()] = new
+    ahead = GenerationSession(backend, engine, log_path, offline, worker_env, echo)
+    ahead._start_workers(preload=True)
+    _PRESTARTED[key] = ahead
 
 
 @atexit.register

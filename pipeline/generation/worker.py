@@ -112,7 +112,6 @@ def main() -> None:
     sys.stdout = sys.stderr
     try:
         if "--preload" in sys.argv[1:]:  # a session started ahead of its jobs: import vLLM while waiting
-            import vllm  # noqa: F401
             from vllm import LLM, SamplingParams  # noqa: F401
         serve(protocol, started_at)
     except BaseException:
