@@ -5,6 +5,12 @@ model, with the profile's sampling (temperature, top_p, max_tokens) and engine s
 
     .venv/bin/python bench/generation_throughput.py --run-dir runs/tiny           # CPU: tiny profile
     .venv/bin/python bench/generation_throughput.py --run-dir runs/paper          # GPU: paper profile
+    python bench/generation_throughput.py --random-model --backends transformers --limit 256   # GPU, no weights
+
+`--random-model` needs no run: it builds a random-initialised model of Llama-3.2-1B's shape
+(bench/train_throughput.py's, 128,256-row embedding) and stage-1 requests on synthetic emotion
+rows, for a machine without the real weights. Random weights rarely sample the end-of-turn
+token, so nearly every request writes max_tokens: a throughput at full length.
 
 The profile defaults to `paper` on a CUDA machine (bfloat16, max_model_len 2048,
 gpu_memory_utilization 0.9, prefix caching, CUDA graphs) and `tiny` elsewhere (float32,
@@ -73,6 +79,22 @@ def bench_backend(ctx, backend: str, model_dir: Path, requests: list[dict], work
             "session_wall_s": round(total_wall, 2)}
 
 
+def random_model_run(ctx, n: int) -> Path:
+    """A random-initialised model of the real shape at models/stage1 and n stage-1 requests on
+    synthetic emotion rows (the pipeline's own prompts), for a machine without the weights."""
+    from bench.train_throughput import LLAMA_1B
+    from pipeline import prompts
+    from pipeline.synthetic import make_emotion_split, tokenizer_corpus
+    from pipeline.tiny_model import build_tiny_model
+
+    build_tiny_model(ctx.model_dir("stage1"), tokenizer_corpus(ctx.task.labels), **LLAMA_1B)
+    train, _ = make_emotion_split(n, 0, ctx.task.labels)
+    path = ctx.generations / "attempt-0" / "requests.jsonl"
+    atomic_write_jsonl(path, [{"id": f"random-{i:05d}", "messages": prompts.generation_messages(ctx.task, r, r["label"])}
+                              for i, r in enumerate(train)])
+    return path
+
+
 def print_table(rows: list[dict]) -> None:
     head = f"{'backend':<13} {'requests':>8} {'out tok':>8} {'tok/req':>7} {'gen s':>8} {'out tok/s':>10} " \
            f"{'req/s':>8} {'start s':>8} {'job wall s':>10} {'total s':>8}"
@@ -88,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--run-dir", required=True, help="a run with models/stage1 and generations/attempt-0/requests.jsonl")
+    p.add_argument("--run-dir", help="a run with models/stage1 and generations/attempt-0/requests.jsonl")
+    p.add_argument("--random-model", action="store_true",
+                   help="no run: a random-initialised Llama-3.2-1B-shape model and synthetic requests (--limit, default 256)")
     p.add_argument("--profile", help="engine settings and sampling (default: paper on CUDA, else tiny)")
     p.add_argument("--task", default="emotion")
     p.add_argument("--backends", default="transformers,vllm")
@@ -98,10 +122,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work-dir", help="keep the generations here (default: a temporary folder)")
     p.add_argument("--echo", action="store_true", help="show the backends' logs")
     args = p.parse_args(argv)
+    if not (args.run_dir or args.random_model):
+        p.error("give --run-dir or --random-model")
     cuda = torch.cuda.is_available()
     profile = args.profile or ("paper" if cuda else "tiny")
-    ctx = run_context(Path(args.run_dir), profile, args.task)
-    req_path = Path(args.requests) if args.requests else ctx.generations / "attempt-0" / "requests.jsonl"
+    scratch = tempfile.TemporaryDirectory(prefix="gen-random-model-") if args.random_model else None
+    ctx = run_context(Path(args.run_dir or scratch.name), profile, args.task)
+    if args.random_model:
+        req_path = random_model_run(ctx, args.limit or 256)
+    else:
+        req_path = Path(args.requests) if args.requests else ctx.generations / "attempt-0" / "requests.jsonl"
     requests = read_jsonl(req_path)[:args.limit]
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if "vllm" in backends and vllm_python() is None:

@@ -19,13 +19,14 @@ processed tokens and trained (label) tokens/s at steady state, the same over the
 run (Axolotl's `train_runtime`, warm-up included), peak allocated / reserved GPU memory,
 and MFU = tokens/s x FLOP per token / GPU peak, FLOP per token = 6N + attention
 (`pipeline.plan.train_flop_per_token`, N counted from the built checkpoint, the attention
-context the mean tokens of a training row). Writes bench/results/train_throughput_<device>.json.
+context the mean tokens of a training row). Writes bench/results/train_throughput_<device>.json
+after every variant; a variant that fails or outlasts --variant-timeout is recorded with its
+error, and the next one runs.
 """
 from __future__ import annotations
 
 import argparse
 import ast
-import json
 import os
 import platform
 import re
@@ -41,7 +42,7 @@ if str(ROOT) not in sys.path:
 
 from pipeline import prompts  # noqa: E402
 from pipeline.config import RunContext, TaskSpec, load_profile  # noqa: E402
-from pipeline.io import atomic_write_jsonl  # noqa: E402
+from pipeline.io import atomic_write_json, atomic_write_jsonl  # noqa: E402
 from pipeline.plan import H100_BF16_DENSE_TFLOPS, train_flop_per_token  # noqa: E402
 
 LLAMA_1B = dict(hidden_size=2048, num_layers=16, num_heads=32, num_kv_heads=8, intermediate_size=8192,
@@ -57,6 +58,8 @@ VARIANTS = {
     "mb16x1": {"micro_batch_size": 16, "gradient_accumulation_steps": 1},
     "+compile": {"torch_compile": True},
     "-liger": LIGER_OFF,
+    "flex": {"attn_implementation": "flex_attention"},
+    "mb16x1+flex": {"micro_batch_size": 16, "gradient_accumulation_steps": 1, "attn_implementation": "flex_attention"},
 }
 _LOG_DICT = re.compile(r"\{'[^{}]*\}")
 
@@ -148,12 +151,12 @@ def describe(cfg: dict) -> str:
 
 
 def run_variant(ctx: RunContext, name: str, overrides: dict, args, work: Path) -> dict:
-    from pipeline.procs import run_logged, tool_env
+    from pipeline.procs import StageFailed, run_logged, tool_env
     from pipeline.train import resolve_config, train_command, validate_config
 
     logging_steps = max(1, args.steps // 20)
-    extra = {"attn_implementation": args.attn} if args.attn else {}
-    ctx.profile["train"]["stage1"] = {**overrides, **extra, "max_steps": args.steps, "save_strategy": "no",
+    attn = {"attn_implementation": args.attn} if args.attn else {}  # a variant's own backend wins
+    ctx.profile["train"]["stage1"] = {**attn, **overrides, "max_steps": args.steps, "save_strategy": "no",
                                       "save_steps": None, "logging_steps": logging_steps, "include_tkps": True}
     cfg = resolve_config(ctx, "stage1")
     cfg["output_dir"] = str(work / name)
@@ -162,7 +165,14 @@ def run_variant(ctx: RunContext, name: str, overrides: dict, args, work: Path) -
     path = work / f"{name}.yml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     log = work / f"{name}.log"
-    run_logged(train_command(path, 1), log, tool_env(offline=True), cwd=work, echo=False)
+    limit = ["timeout", "--kill-after=30", str(args.variant_timeout)] if args.variant_timeout else []
+    try:
+        run_logged(limit + train_command(path, 1), log, tool_env(offline=True), cwd=work, echo=False)
+    except StageFailed as e:
+        status = re.search(r"status (-?\d+)", str(e)).group(1)
+        why = (f"not finished after --variant-timeout {args.variant_timeout} s" if limit and status == "124"
+               else f"`axolotl train` exited with status {status}")
+        raise StageFailed(f"{why}; see {log}") from None
     logs, summary = parse_log(log.read_text(errors="replace"))
     warmup = args.warmup_steps if args.warmup_steps is not None else max(logging_steps, args.steps // 4)
     keys = ("micro_batch_size", "gradient_accumulation_steps", "gradient_checkpointing", "torch_compile",
@@ -178,8 +188,11 @@ def main() -> None:
     ap.add_argument("--rows", type=int, help="synthetic stage-1 rows (default: 120 per step, enough for packing)")
     ap.add_argument("--tiny", action="store_true", help="the tiny profile's model and CPU settings")
     ap.add_argument("--variants", help=f"comma-separated subset of {','.join(VARIANTS)} (--tiny: shipped)")
-    ap.add_argument("--attn", help="attn_implementation for every variant: sdpa, flex_attention, "
+    ap.add_argument("--attn", help="attn_implementation for every variant that names none: sdpa, flex_attention, "
                                    "flash_attention_torch, flash_attention_2 (default: the config's)")
+    ap.add_argument("--variant-timeout", type=int, default=900,
+                    help="seconds one variant's `axolotl train` may take before it is stopped and recorded as "
+                         "not finished (default 900; 0: no limit)")
     ap.add_argument("--peak-tflops", type=float, default=H100_BF16_DENSE_TFLOPS,
                     help="the GPU's peak bf16 dense TFLOP/s for MFU (default: H100 SXM, 989)")
     ap.add_argument("--out", help="result file (default: bench/results/train_throughput_<cpu|gpu>.json)")
@@ -201,26 +214,29 @@ def main() -> None:
     params = checkpoint_params(ctx.base_model_dir)
     context = mean_row_tokens(ctx.base_model_dir, rows)
     flop = train_flop_per_token(params, shape["num_layers"], shape["hidden_size"], context)
-    results = []
-    for name in (args.variants or ("shipped" if args.tiny else ",".join(VARIANTS))).split(","):
-        r = run_variant(ctx, name, VARIANTS[name], args, work)
-        r["achieved_tflop_s"] = r["tokens_per_s"] * flop / 1e12
-        # MFU is a GPU's ratio: a tiny model on a CPU is reported in TFLOP/s only
-        r["mfu"] = None if args.tiny else r["achieved_tflop_s"] / args.peak_tflops
-        results.append(r)
-        mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
-        peak = f"{r['peak_allocated_gib']:.1f} GiB" if r["peak_allocated_gib"] else "n/a"
-        print(f"{name:<14}{r['tokens_per_s']:>10,.0f} tok/s  trained {r['trained_tokens_per_s']:>9,.0f} tok/s  "
-              f"MFU {mfu:>6}  peak {peak}", flush=True)
     out = {"command": "python bench/train_throughput.py " + " ".join(sys.argv[1:]), "machine": platform.platform(),
            "device": _device(), "load_average_at_start": load, "shape": shape, "parameters": params, "mean_row_tokens": context,
            "flop_per_token": flop, "peak_tflops": None if args.tiny else args.peak_tflops, "steps": args.steps,
-           "results": results,
+           "results": [],
            "note": "tokens/s per GPU at steady state (after warmup_steps), all token slots incl. padding; "
                    "FLOP/token = 6N + 12 x layers x hidden x mean_row_tokens; MFU against peak_tflops"}
     dest = Path(args.out) if args.out else ROOT / "bench" / "results" / f"train_throughput_{'cpu' if args.tiny else 'gpu'}.json"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(json.dumps(out, indent=2) + "\n")
+    for name in (args.variants or ("shipped" if args.tiny else ",".join(VARIANTS))).split(","):
+        try:
+            r = run_variant(ctx, name, VARIANTS[name], args, work)
+        except Exception as e:  # noqa: BLE001 - one variant that fails (out of memory, say) leaves the others
+            r = {"variant": name, "error": f"{type(e).__name__}: {e}", "log": str(work / f"{name}.log")}
+            print(f"{name:<14}failed: {r['error']}", flush=True)
+        else:
+            r["achieved_tflop_s"] = r["tokens_per_s"] * flop / 1e12
+            # MFU is a GPU's ratio: a tiny model on a CPU is reported in TFLOP/s only
+            r["mfu"] = None if args.tiny else r["achieved_tflop_s"] / args.peak_tflops
+            mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
+            peak = f"{r['peak_allocated_gib']:.1f} GiB" if r["peak_allocated_gib"] else "n/a"
+            print(f"{name:<14}{r['tokens_per_s']:>10,.0f} tok/s  trained {r['trained_tokens_per_s']:>9,.0f} tok/s  "
+                  f"MFU {mfu:>6}  peak {peak}", flush=True)
+        out["results"].append(r)
+        atomic_write_json(dest, out)  # after every variant: a later one that hangs loses nothing
     print(f"wrote {dest}")
 
 

@@ -105,6 +105,7 @@ def run_logged(cmd: list[str], log_path: Path, env: dict, cwd: Path | None = Non
             for line in proc.stdout:
                 line = redact(line)
                 log.write(line)
+                log.flush()  # a process killed from outside still leaves every line it was given
                 if echo:
                     sys.stdout.write(line)
             rc = proc.wait()

@@ -62,3 +62,21 @@ def test_warm_up_windows_are_left_out(tiny_log):
     assert steady["tokens_per_s"] > steady["trained_tokens_per_s"]  # prompts and padding are computed too
     with pytest.raises(ValueError, match="no logging window after 10 warm-up steps"):
         throughput(logs, summary, logging_steps=1, warmup_steps=10)
+
+
+def test_the_h100_run_gives_the_recorded_steady_state():
+    """The shipped config's H100 log (every log line of the run) gives the tokens/s, peak memory
+    and MFU that bench/results/train_throughput_gpu.json records for it."""
+    import json
+
+    recorded = json.loads((FIXTURES.parent.parent / "bench" / "results" / "train_throughput_gpu.json").read_text())
+    shipped = next(r for r in recorded["results"] if r["variant"] == "shipped")
+    logs, summary = parse_log((FIXTURES / "axolotl_train_h100.log").read_text())
+    assert len(logs) == 20 and summary["train_runtime"] == 33.76
+    r = throughput(logs, summary, logging_steps=2, warmup_steps=shipped["warmup_steps"])
+    assert r["steady_steps"] == shipped["steady_steps"] == 30
+    assert r["tokens_per_s"] == pytest.approx(shipped["tokens_per_s"])
+    assert r["trained_tokens_per_s"] == pytest.approx(shipped["trained_tokens_per_s"])
+    assert r["tokens_per_s_incl_warmup"] == pytest.approx(1228800 / 33.76)
+    assert r["peak_allocated_gib"] == shipped["peak_allocated_gib"] == 38.85
+    assert r["tokens_per_s"] * recorded["flop_per_token"] / 989e12 == pytest.approx(shipped["mfu"])
