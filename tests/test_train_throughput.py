@@ -80,3 +80,26 @@ def test_the_h100_run_gives_the_recorded_steady_state():
     assert r["tokens_per_s_incl_warmup"] == pytest.approx(1228800 / 33.76)
     assert r["peak_allocated_gib"] == shipped["peak_allocated_gib"] == 38.85
     assert r["tokens_per_s"] * recorded["flop_per_token"] / 989e12 == pytest.approx(shipped["mfu"])
+
+
+def test_a_variant_that_hangs_is_stopped_and_recorded_and_the_next_one_runs(tmp_path, monkeypatch):
+    """The benchmark's own loop with its trainer swapped for stand-ins: one that never ends
+    (stopped by --variant-timeout), one that fails, and one that prints a real Axolotl log."""
+    import json
+    import sys
+
+    import bench.train_throughput as bench
+    import pipeline.train
+
+    commands = {"flex": [sys.executable, "-c", "import time; time.sleep(120)"],
+                "-liger": [sys.executable, "-c", "raise SystemExit(3)"],
+                "shipped": [sys.executable, "-c", f"print(open({str(FIXTURES / 'axolotl_train_tiny.log')!r}).read())"]}
+    monkeypatch.setattr(pipeline.train, "train_command", lambda path, gpus: commands[Path(path).stem])
+    out = tmp_path / "result.json"
+    monkeypatch.setattr(sys, "argv", ["train_throughput.py", "--tiny", "--steps", "10", "--variant-timeout", "3",
+                                      "--variants", "flex,-liger,shipped", "--out", str(out)])
+    bench.main()
+    flex, liger, shipped = json.loads(out.read_text())["results"]
+    assert flex["variant"] == "flex" and flex["error"].startswith("StageFailed: not finished after --variant-timeout 3 s")
+    assert "`axolotl train` exited with status 3" in liger["error"]
+    assert "error" not in shipped and shipped["steady_steps"] == 8 and shipped["tokens_per_s"] > 0
