@@ -169,9 +169,8 @@ def run_variant(ctx: RunContext, name: str, overrides: dict, args, work: Path) -
     try:
         run_logged(limit + train_command(path, 1), log, tool_env(offline=True), cwd=work, echo=False)
     except StageFailed as e:
-        status = re.search(r"status (-?\d+)", str(e)).group(1)
-        why = (f"not finished after --variant-timeout {args.variant_timeout} s" if limit and status == "124"
-               else f"`axolotl train` exited with status {status}")
+        why = (f"not finished after --variant-timeout {args.variant_timeout} s" if limit and e.returncode == 124
+               else f"`axolotl train` exited with status {e.returncode}")
         raise StageFailed(f"{why}; see {log}") from None
     logs, summary = parse_log(log.read_text(errors="replace"))
     warmup = args.warmup_steps if args.warmup_steps is not None else max(logging_steps, args.steps // 4)

@@ -22,7 +22,12 @@ _SHARE = threading.local()  # how many tools run side by side with the current t
 
 
 class StageFailed(Exception):
-    """An external tool exited non-zero; the message points at its log."""
+    """An external tool exited non-zero; the message points at its log. `returncode`: the
+    tool's exit status, where one process's is known."""
+
+    def __init__(self, message: str, returncode: int | None = None):
+        super().__init__(message)
+        self.returncode = returncode
 
 
 def tied_to_parent(cmd: list) -> list[str]:
@@ -115,4 +120,4 @@ def run_logged(cmd: list[str], log_path: Path, env: dict, cwd: Path | None = Non
         finally:
             _RUNNING.discard(proc)
     if rc != 0:
-        raise StageFailed(f"{cmd[0]} exited with status {rc}; see {log_path}")
+        raise StageFailed(f"{cmd[0]} exited with status {rc}; see {log_path}", returncode=rc)
